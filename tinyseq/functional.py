@@ -1,0 +1,104 @@
+"""Composite and fused tensor ops: softmax family, embedding lookup, dropout.
+
+Each op computes its forward on arrays and sits next to its own backward, so the graph
+gets one node per op instead of one per primitive.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import backend
+from .tensor import Array, Tensor, _make
+
+__all__ = ["softmax", "log_softmax", "logsumexp", "embedding", "dropout"]
+
+
+def _lse(xp: Any, x: Array, axis: int) -> Array:
+    # subtract the max so exp never overflows (stable for logits of any size)
+    m = x.max(axis=axis, keepdims=True)
+    s = xp.exp(x - m).sum(axis=axis, keepdims=True)
+    return xp.log(s) + m
+
+
+def logsumexp(x: Tensor, axis: int = -1, keepdims: bool = False) -> Tensor:
+    """log(sum(exp(x))) along ``axis``, stable for large values."""
+    xp = x.device.xp
+    lse = _lse(xp, x.data, axis)
+    out = lse if keepdims else lse.squeeze(axis)
+    xd = x.data
+
+    def backward(g: Array) -> tuple[Array]:
+        gk = g if keepdims else xp.expand_dims(g, axis)
+        return (gk * xp.exp(xd - lse),)
+
+    return _make(out, x.device, (x,), backward)
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """exp(x) / sum(exp(x)) along ``axis``, stable for large values."""
+    xp = x.device.xp
+    out = xp.exp(x.data - _lse(xp, x.data, axis))
+
+    def backward(g: Array) -> tuple[Array]:
+        return (out * (g - (g * out).sum(axis=axis, keepdims=True)),)
+
+    return _make(out, x.device, (x,), backward)
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """x - logsumexp(x) along ``axis``, stable for large values."""
+    xp = x.device.xp
+    out = x.data - _lse(xp, x.data, axis)
+
+    def backward(g: Array) -> tuple[Array]:
+        return (g - xp.exp(out) * g.sum(axis=axis, keepdims=True),)
+
+    return _make(out, x.device, (x,), backward)
+
+
+def embedding(indices: Tensor | Array, weight: Tensor) -> Tensor:
+    """Rows of ``weight`` (V, D) picked by integer ``indices`` (...) -> (..., D)."""
+    idx = indices.data if isinstance(indices, Tensor) else indices
+    if getattr(idx, "dtype", None) is None or idx.dtype.kind not in "iu":
+        raise TypeError(f"embedding indices must be integers, got {getattr(idx, 'dtype', type(idx))}")
+    if isinstance(indices, Tensor) and indices.device is not weight.device:
+        raise RuntimeError(
+            f"embedding: indices are on {indices.device.name} but the weight is on "
+            f"{weight.device.name}"
+        )
+    vocab = weight.data.shape[0]
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= vocab):
+        raise IndexError(
+            f"embedding index out of range: got values in [{int(idx.min())}, "
+            f"{int(idx.max())}], the table has {vocab} rows"
+        )
+    dev = weight.device
+    wshape, wdtype = weight.data.shape, weight.data.dtype
+
+    def backward(g: Array) -> tuple[Array]:
+        full = dev.xp.zeros(wshape, dtype=wdtype)
+        backend.scatter_add(dev, full, idx.reshape(-1), g.reshape(-1, wshape[1]))
+        return (full,)
+
+    return _make(weight.data[idx], dev, (weight,), backward)
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Zero each element with probability ``p`` and scale the rest by 1/(1-p).
+
+    Identity when not training or p == 0 (inverted dropout, as in PyTorch).
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * 0.0
+    keep = backend.random_uniform(x.device, x.shape, 0.0, 1.0, x.dtype) >= p
+    mask = keep.astype(x.dtype) * (1.0 / (1.0 - p))
+
+    def backward(g: Array) -> tuple[Array]:
+        return (g * mask,)
+
+    return _make(x.data * mask, x.device, (x,), backward)

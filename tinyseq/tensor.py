@@ -1,0 +1,1051 @@
+"""Tensor and reverse-mode autograd: each op's backward sits right below its forward.
+
+A :class:`Tensor` wraps one array (NumPy, CuPy or the test device's) and, when it was
+computed from tensors that require gradients, a context ``(backward, parents)``.
+``backward(g)`` maps the gradient of the output to one gradient per parent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any, Union
+
+import numpy as np
+
+from . import backend
+from .backend import Device
+
+__all__ = [
+    "Tensor",
+    "tensor",
+    "as_tensor",
+    "no_grad",
+    "enable_grad",
+    "is_grad_enabled",
+    "set_grad_enabled",
+]
+
+Array = Any  # an ndarray of the tensor's device (numpy, cupy or the test device)
+Scalar = Union[int, float]
+Operand = Union["Tensor", int, float]
+Backward = Callable[[Array], Sequence[Union[Array, None]]]
+
+
+class _GradMode:
+    enabled = True
+
+
+def is_grad_enabled() -> bool:
+    """Whether new operations record a graph for backward."""
+    return _GradMode.enabled
+
+
+class set_grad_enabled(contextlib.ContextDecorator):
+    """Context manager / decorator that turns graph recording on or off."""
+
+    def __init__(self, mode: bool) -> None:
+        self.mode = mode
+        self.prev: list[bool] = []
+
+    def __enter__(self) -> None:
+        self.prev.append(_GradMode.enabled)
+        _GradMode.enabled = self.mode
+
+    def __exit__(self, *exc: object) -> None:
+        _GradMode.enabled = self.prev.pop()
+
+
+class no_grad(set_grad_enabled):
+    """``with ts.no_grad():`` or ``@ts.no_grad()``: record no graph (inference)."""
+
+    def __init__(self) -> None:
+        super().__init__(False)
+
+
+class enable_grad(set_grad_enabled):
+    """Turn graph recording back on inside a ``no_grad`` block."""
+
+    def __init__(self) -> None:
+        super().__init__(True)
+
+
+def _freed(grad: Array) -> Sequence[Array | None]:
+    raise RuntimeError(
+        "Trying to backward through the graph a second time: its saved buffers were "
+        "freed by the first backward. Call backward(retain_graph=True) the first time "
+        "if you need to backward twice."
+    )
+
+
+class Tensor:
+    """An n-dimensional array on a device, with optional gradient tracking.
+
+    Attributes: ``data`` (the array), ``grad`` (a Tensor or None), ``requires_grad``,
+    ``device`` (a :class:`Device`). Shapes and dtypes follow the array.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "device", "_ctx", "_retain", "__weakref__")
+    __array_priority__ = 1000  # ndarray + Tensor defers to Tensor.__radd__
+
+    data: Array
+    grad: Tensor | None
+    requires_grad: bool
+    device: Device
+    _ctx: tuple[Backward, tuple[Tensor, ...]] | None
+    _retain: bool
+
+    def __init__(
+        self,
+        data: Any,
+        dtype: Any = None,
+        device: str | Device | None = None,
+        requires_grad: bool = False,
+    ) -> None:
+        if isinstance(data, Tensor):
+            data = data.data
+        dev = backend.get_device(device) if device is not None else None
+        try:
+            src = backend.device_of(data)
+        except TypeError:
+            src = None
+        if src is None:  # Python numbers / lists
+            host = np.asarray(data)
+            if dtype is None and host.dtype.kind == "f":
+                host = host.astype(backend.get_default_dtype())
+            dev = dev or backend.get_default_device()
+            arr = host if dev.name == "cpu" else dev.xp.asarray(host)
+        elif dev is None or dev is src:
+            dev = src
+            arr = data
+        else:
+            arr = _move(data, src, dev)
+        if dtype is not None and arr.dtype != np.dtype(dtype):
+            arr = arr.astype(dtype)
+        if arr.ndim == 0 and not hasattr(arr, "shape"):
+            arr = dev.xp.asarray(arr)
+        if requires_grad and arr.dtype.kind != "f":
+            raise TypeError(f"only floating tensors can require gradients, got {arr.dtype}")
+        self.data = arr
+        self.device = dev
+        self.grad = None
+        self.requires_grad = requires_grad
+        self._ctx = None
+        self._retain = False
+
+    # ---- properties ---------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def ndim(self) -> int:
+        return int(self.data.ndim)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self.data.dtype  # type: ignore[no-any-return]
+
+    @property
+    def size(self) -> int:
+        return int(self.data.size)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    @property
+    def T(self) -> Tensor:
+        return self.transpose()
+
+    def __len__(self) -> int:
+        return int(self.data.shape[0])
+
+    def __repr__(self) -> str:
+        body = np.array2string(backend.to_numpy(self.data), precision=4, separator=", ")
+        extra = f", device='{self.device.name}'" if self.device.name != "cpu" else ""
+        if self.dtype != backend.float32:
+            extra += f", dtype={self.dtype}"
+        if self.requires_grad:
+            extra += ", requires_grad=True"
+        return f"tensor({body}{extra})"
+
+    __hash__ = object.__hash__
+
+    def __bool__(self) -> bool:
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    # ---- conversion ---------------------------------------------------------------
+    def numpy(self) -> np.ndarray:  # type: ignore[type-arg]
+        """The values as a NumPy array (copied off the GPU; shares memory on cpu)."""
+        if self.requires_grad:
+            raise RuntimeError("call .detach().numpy() on a tensor that requires grad")
+        return backend.to_numpy(self.data)
+
+    def item(self) -> float:
+        """The value of a one-element tensor as a Python number."""
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a one-element tensor, got shape {self.shape}")
+        return backend.to_numpy(self.data).reshape(()).item()  # type: ignore[no-any-return]
+
+    def tolist(self) -> Any:
+        return backend.to_numpy(self.data).tolist()
+
+    def detach(self) -> Tensor:
+        """The same values, cut from the graph (shares the array)."""
+        return _wrap(self.data, self.device)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Set ``requires_grad`` in place on a leaf tensor; returns self."""
+        if not self.is_leaf and not requires_grad:
+            raise RuntimeError("can only change requires_grad of leaf tensors")
+        if requires_grad and self.dtype.kind != "f":
+            raise TypeError(f"only floating tensors can require gradients, got {self.dtype}")
+        self.requires_grad = requires_grad
+        return self
+
+    def retain_grad(self) -> Tensor:
+        """Keep ``.grad`` on this non-leaf tensor after backward; returns self."""
+        self._retain = True
+        return self
+
+    def zero_(self) -> Tensor:
+        """Fill with zeros in place (no graph)."""
+        self.data[...] = 0
+        return self
+
+    def to(self, target: str | Device | Any = None, dtype: Any = None) -> Tensor:
+        """A copy on another device and/or with another dtype (self if nothing changes).
+
+        ``t.to("cuda")``, ``t.to("cpu")``, ``t.to(ts.float64)``. Gradients flow back.
+        """
+        if target is not None and not isinstance(target, (str, Device)):
+            dtype, target = target, None
+        out: Tensor = self
+        if target is not None:
+            dev = backend.get_device(target)
+            if dev is not self.device:
+                src = self
+                moved = _move(self.data, self.device, dev)
+
+                def back_move(g: Array) -> tuple[Array]:
+                    return (_move(g, dev, src.device),)
+
+                out = _make(moved, dev, (src,), back_move)
+        if dtype is not None and np.dtype(dtype) != out.dtype:
+            return out.astype(dtype)
+        return out
+
+    def astype(self, dtype: Any) -> Tensor:
+        """A copy with another dtype; gradients are cast back."""
+        src_dtype = self.dtype
+        out = self.data.astype(dtype)
+
+        def back(g: Array) -> tuple[Array]:
+            return (g.astype(src_dtype),)
+
+        return _make(out, self.device, (self,), back)
+
+    def float(self) -> Tensor:
+        return self.astype(backend.float32) if self.dtype != backend.float32 else self
+
+    def double(self) -> Tensor:
+        return self.astype(backend.float64) if self.dtype != backend.float64 else self
+
+    def cpu(self) -> Tensor:
+        return self.to("cpu")
+
+    def cuda(self) -> Tensor:
+        return self.to("cuda")
+
+    def clone(self) -> Tensor:
+        """A copy of the values that gradients flow through."""
+        return _make(self.data.copy(), self.device, (self,), _identity_backward)
+
+    # ---- autograd -----------------------------------------------------------------
+    def backward(self, gradient: Any = None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
+
+        gradient: same shape as self; may be omitted for a one-element tensor.
+        retain_graph: keep saved buffers so the graph can be walked again.
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward() on a tensor that does not require grad: no input of its "
+                "graph has requires_grad=True (or it was computed under no_grad)"
+            )
+        if gradient is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward() without a gradient needs a one-element tensor, got "
+                    f"shape {self.shape}; pass gradient= of that shape"
+                )
+            g = self.device.xp.ones(self.data.shape, dtype=self.dtype)
+        else:
+            g = gradient.data if isinstance(gradient, Tensor) else gradient
+            if not hasattr(g, "shape") or backend.device_of(g) is not self.device:
+                g = self.device.xp.asarray(
+                    backend.to_numpy(g) if hasattr(g, "shape") else g, dtype=self.dtype
+                )
+            if tuple(g.shape) != self.shape:
+                raise ValueError(
+                    f"gradient has shape {tuple(g.shape)}, expected the tensor's shape "
+                    f"{self.shape}"
+                )
+        _run_backward(self, g, retain_graph)
+
+    # ---- arithmetic ---------------------------------------------------------------
+    def __add__(self, other: Operand) -> Tensor:
+        return add(self, other)
+
+    def __radd__(self, other: Operand) -> Tensor:
+        return add(self, other)
+
+    def __sub__(self, other: Operand) -> Tensor:
+        return sub(self, other)
+
+    def __rsub__(self, other: Operand) -> Tensor:
+        return sub(_scalar_like(other, self), self)
+
+    def __mul__(self, other: Operand) -> Tensor:
+        return mul(self, other)
+
+    def __rmul__(self, other: Operand) -> Tensor:
+        return mul(self, other)
+
+    def __truediv__(self, other: Operand) -> Tensor:
+        return div(self, other)
+
+    def __rtruediv__(self, other: Operand) -> Tensor:
+        return div(_scalar_like(other, self), self)
+
+    def __matmul__(self, other: Tensor) -> Tensor:
+        return matmul(self, other)
+
+    def __rmatmul__(self, other: Tensor) -> Tensor:
+        return matmul(_as_operand(other, self), self)
+
+    def __pow__(self, exponent: Operand) -> Tensor:
+        return pow(self, exponent)
+
+    def __rpow__(self, base: Operand) -> Tensor:
+        return pow(_scalar_like(base, self), self)
+
+    def __neg__(self) -> Tensor:
+        return neg(self)
+
+    def __pos__(self) -> Tensor:
+        return self
+
+    # comparisons give boolean tensors with no gradient
+    def __lt__(self, other: Operand) -> Tensor:  # type: ignore[override]
+        return _compare(self, other, "less")
+
+    def __le__(self, other: Operand) -> Tensor:
+        return _compare(self, other, "less_equal")
+
+    def __gt__(self, other: Operand) -> Tensor:
+        return _compare(self, other, "greater")
+
+    def __ge__(self, other: Operand) -> Tensor:
+        return _compare(self, other, "greater_equal")
+
+    def __eq__(self, other: object) -> Tensor:  # type: ignore[override]
+        return _compare(self, other, "equal")  # type: ignore[arg-type]
+
+    def __ne__(self, other: object) -> Tensor:  # type: ignore[override]
+        return _compare(self, other, "not_equal")  # type: ignore[arg-type]
+
+    # ---- reductions and shape ops (defined below as functions) ----------------------
+    def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+        return sum(self, axis, keepdims)
+
+    def mean(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+        return mean(self, axis, keepdims)
+
+    def max(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+        return max(self, axis, keepdims)
+
+    def min(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+        return -max(-self, axis, keepdims)
+
+    def reshape(self, *shape: Any) -> Tensor:
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return reshape(self, shape)
+
+    view = reshape
+
+    def flatten(self) -> Tensor:
+        return reshape(self, (-1,))
+
+    def transpose(self, *axes: Any) -> Tensor:
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return transpose(self, axes or None)
+
+    def swapaxes(self, axis1: int, axis2: int) -> Tensor:
+        return swapaxes(self, axis1, axis2)
+
+    def unsqueeze(self, axis: int) -> Tensor:
+        return expand_dims(self, axis)
+
+    def squeeze(self, axis: int | None = None) -> Tensor:
+        return squeeze(self, axis)
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return getitem(self, index)
+
+    def exp(self) -> Tensor:
+        return exp(self)
+
+    def log(self) -> Tensor:
+        return log(self)
+
+    def tanh(self) -> Tensor:
+        return tanh(self)
+
+    def sigmoid(self) -> Tensor:
+        return sigmoid(self)
+
+    def relu(self) -> Tensor:
+        return relu(self)
+
+    def abs(self) -> Tensor:
+        return abs(self)
+
+    def sqrt(self) -> Tensor:
+        return pow(self, 0.5)
+
+
+# ---- graph construction ---------------------------------------------------------------
+def _wrap(data: Array, dev: Device) -> Tensor:
+    """A fresh tensor around ``data`` with no graph (fast path, no checks)."""
+    t = Tensor.__new__(Tensor)
+    t.data = data
+    t.device = dev
+    t.grad = None
+    t.requires_grad = False
+    t._ctx = None
+    t._retain = False
+    return t
+
+
+def _make(data: Array, dev: Device, parents: tuple[Tensor, ...], backward: Backward) -> Tensor:
+    """The result of an op: records ``backward`` when a parent requires grad."""
+    t = Tensor.__new__(Tensor)
+    t.data = data
+    t.device = dev
+    t.grad = None
+    t._retain = False
+    if _GradMode.enabled:
+        for p in parents:
+            if p.requires_grad:
+                t.requires_grad = True
+                t._ctx = (backward, parents)
+                return t
+    t.requires_grad = False
+    t._ctx = None
+    return t
+
+
+def _identity_backward(g: Array) -> tuple[Array]:
+    return (g,)
+
+
+def _run_backward(root: Tensor, grad: Array, retain_graph: bool) -> None:
+    # Topological order by iterative depth-first search (no recursion limit).
+    order: list[Tensor] = []
+    seen: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        ctx = node._ctx
+        if ctx is not None:
+            for p in ctx[1]:
+                if p.requires_grad and id(p) not in seen:
+                    stack.append((p, False))
+    grads: dict[int, Array] = {id(root): grad}
+    for node in reversed(order):
+        g = grads.pop(id(node), None)
+        if g is None:
+            continue
+        ctx = node._ctx
+        if ctx is None:
+            _accumulate(node, g)
+            continue
+        if node._retain:
+            _accumulate(node, g)
+        fn, parents = ctx
+        pgrads = fn(g)
+        if not retain_graph:
+            node._ctx = (_freed, parents)
+        for p, pg in zip(parents, pgrads):
+            if pg is None or not p.requires_grad:
+                continue
+            key = id(p)
+            prev = grads.get(key)
+            # never add in place: pg may alias another node's gradient
+            grads[key] = pg if prev is None else prev + pg
+
+
+def _accumulate(leaf: Tensor, g: Array) -> None:
+    if leaf.grad is None:
+        # copy: g may be shared with other nodes, and optimizers edit .grad in place
+        leaf.grad = _wrap(g.copy(), leaf.device)
+    else:
+        leaf.grad.data = leaf.grad.data + g
+
+
+def _move(data: Array, src: Device, dst: Device) -> Array:
+    if src is dst:
+        return data
+    host = backend.to_numpy(data)
+    if dst.name == "cpu":
+        return host.copy() if host is data else host
+    return dst.xp.asarray(host)
+
+
+def _mismatch(a: Tensor, b: Tensor, op: str) -> None:
+    if a.device is not b.device:
+        raise RuntimeError(
+            f"{op}: tensors are on different devices: {a.device.name} and {b.device.name};"
+            f" move one with .to('{a.device.name}')"
+        )
+    raise TypeError(
+        f"{op}: tensors have different dtypes: {a.dtype} and {b.dtype}; convert one "
+        f"with .to({a.dtype})"
+    )
+
+
+def _check(a: Tensor, b: Tensor, op: str) -> None:
+    if a.device is not b.device or a.data.dtype != b.data.dtype:
+        _mismatch(a, b, op)
+
+
+def _as_operand(value: Any, like: Tensor) -> Tensor:
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, (int, float, bool, np.generic)):
+        return _wrap(like.device.xp.asarray(value, dtype=like.dtype), like.device)
+    if hasattr(value, "shape"):  # an array: keep its dtype so mismatches are reported
+        return Tensor(value, device=like.device)
+    return Tensor(value, device=like.device, dtype=like.dtype)
+
+
+def _scalar_like(value: Operand, like: Tensor) -> Tensor:
+    return _as_operand(value, like)
+
+
+def as_tensor(value: Any, dtype: Any = None, device: str | Device | None = None) -> Tensor:
+    """``value`` as a Tensor: returned as is when it already is one on that device/dtype."""
+    if isinstance(value, Tensor):
+        return value.to(device, dtype) if (device or dtype) else value
+    return Tensor(value, dtype=dtype, device=device)
+
+
+def tensor(
+    data: Any, dtype: Any = None, device: str | Device | None = None, requires_grad: bool = False
+) -> Tensor:
+    """A new tensor from a list, number or array (float data becomes the default dtype).
+
+    ``ts.tensor([[1.0, 2.0]], requires_grad=True)``
+    """
+    if isinstance(data, Tensor):
+        data = data.data
+    t = Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+    if t.data is data:
+        t.data = data.copy()
+    return t
+
+
+def _unbroadcast(g: Array, shape: tuple[int, ...]) -> Array:
+    """Sum ``g`` down to ``shape`` (the reverse of broadcasting)."""
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    if extra:
+        g = g.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g
+
+
+# ---- elementwise arithmetic ---------------------------------------------------------------
+def add(a: Tensor, b: Operand) -> Tensor:
+    """a + b with broadcasting."""
+    if not isinstance(b, Tensor):
+        return _make(a.data + b, a.device, (a,), _identity_backward)
+    if a.device is not b.device or a.data.dtype != b.data.dtype:
+        _mismatch(a, b, "add")
+    sa, sb = a.data.shape, b.data.shape
+
+    def backward(g: Array) -> tuple[Array, Array]:
+        return _unbroadcast(g, sa), _unbroadcast(g, sb)
+
+    return _make(a.data + b.data, a.device, (a, b), backward)
+
+
+def sub(a: Tensor, b: Operand) -> Tensor:
+    """a - b with broadcasting."""
+    if not isinstance(b, Tensor):
+        return _make(a.data - b, a.device, (a,), _identity_backward)
+    if a.device is not b.device or a.data.dtype != b.data.dtype:
+        _mismatch(a, b, "sub")
+    sa, sb = a.data.shape, b.data.shape
+
+    def backward(g: Array) -> tuple[Array, Array]:
+        return _unbroadcast(g, sa), _unbroadcast(-g, sb)
+
+    return _make(a.data - b.data, a.device, (a, b), backward)
+
+
+def mul(a: Tensor, b: Operand) -> Tensor:
+    """a * b with broadcasting."""
+    if not isinstance(b, Tensor):
+        s = b
+
+        def backward_scalar(g: Array) -> tuple[Array]:
+            return (g * s,)
+
+        return _make(a.data * s, a.device, (a,), backward_scalar)
+    if a.device is not b.device or a.data.dtype != b.data.dtype:
+        _mismatch(a, b, "mul")
+    ad, bd = a.data, b.data
+
+    def backward(g: Array) -> tuple[Array | None, Array | None]:
+        ga = _unbroadcast(g * bd, ad.shape) if a.requires_grad else None
+        gb = _unbroadcast(g * ad, bd.shape) if b.requires_grad else None
+        return ga, gb
+
+    return _make(ad * bd, a.device, (a, b), backward)
+
+
+def div(a: Tensor, b: Operand) -> Tensor:
+    """a / b with broadcasting."""
+    if not isinstance(b, Tensor):
+        return mul(a, 1.0 / b)
+    if a.device is not b.device or a.data.dtype != b.data.dtype:
+        _mismatch(a, b, "div")
+    ad, bd = a.data, b.data
+    out = ad / bd
+
+    def backward(g: Array) -> tuple[Array | None, Array | None]:
+        ga = _unbroadcast(g / bd, ad.shape) if a.requires_grad else None
+        gb = _unbroadcast(-g * out / bd, bd.shape) if b.requires_grad else None
+        return ga, gb
+
+    return _make(out, a.device, (a, b), backward)
+
+
+def neg(a: Tensor) -> Tensor:
+    """-a."""
+    return _make(-a.data, a.device, (a,), _neg_backward)
+
+
+def _neg_backward(g: Array) -> tuple[Array]:
+    return (-g,)
+
+
+def pow(a: Tensor, exponent: Operand) -> Tensor:
+    """a ** exponent (a number, or a tensor: then a must be positive)."""
+    if not isinstance(exponent, Tensor):
+        p = exponent
+        ad = a.data
+        out = ad**p
+
+        def backward_scalar(g: Array) -> tuple[Array]:
+            return (g * (p * ad ** (p - 1)),)
+
+        return _make(out, a.device, (a,), backward_scalar)
+    _check(a, exponent, "pow")
+    ad, ed = a.data, exponent.data
+    out = ad**ed
+    xp = a.device.xp
+
+    def backward(g: Array) -> tuple[Array | None, Array | None]:
+        ga = _unbroadcast(g * ed * ad ** (ed - 1), ad.shape) if a.requires_grad else None
+        gb = _unbroadcast(g * out * xp.log(ad), ed.shape) if exponent.requires_grad else None
+        return ga, gb
+
+    return _make(out, a.device, (a, exponent), backward)
+
+
+def _compare(a: Tensor, b: Operand, name: str) -> Tensor:
+    if isinstance(b, Tensor):
+        if a.device is not b.device:
+            _mismatch(a, b, name)
+        other = b.data
+    else:
+        other = b
+    return _wrap(getattr(a.device.xp, name)(a.data, other), a.device)
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """Matrix product with NumPy's rules for 1-D and batched (…, n, k) @ (…, k, m)."""
+    if not isinstance(b, Tensor):
+        b = _as_operand(b, a)
+    _check(a, b, "matmul")
+    ad, bd = a.data, b.data
+    if ad.ndim == 0 or bd.ndim == 0:
+        raise ValueError("matmul: both operands need at least one dimension; use * for scalars")
+    ka = ad.shape[-1]
+    kb = bd.shape[-2] if bd.ndim >= 2 else bd.shape[0]
+    if ka != kb:
+        raise ValueError(
+            f"matmul: shapes {tuple(ad.shape)} and {tuple(bd.shape)} do not match: "
+            f"the last dimension of the first ({ka}) must equal the "
+            f"{'second-to-last' if bd.ndim >= 2 else 'only'} dimension of the second ({kb})"
+        )
+    out = ad @ bd
+
+    def backward(g: Array) -> tuple[Array | None, Array | None]:
+        a2 = ad if ad.ndim > 1 else ad[None, :]
+        b2 = bd if bd.ndim > 1 else bd[:, None]
+        g2 = g
+        if ad.ndim == 1:
+            g2 = g2[..., None, :]
+        if bd.ndim == 1:
+            g2 = g2[..., :, None]
+        ga = gb = None
+        if a.requires_grad:
+            ga = _unbroadcast(g2 @ b2.swapaxes(-1, -2), a2.shape if ad.ndim > 1 else (1,) + ad.shape)
+            if ad.ndim == 1:
+                ga = ga.reshape(ad.shape)
+        if b.requires_grad:
+            gb = _unbroadcast(a2.swapaxes(-1, -2) @ g2, b2.shape if bd.ndim > 1 else bd.shape + (1,))
+            if bd.ndim == 1:
+                gb = gb.reshape(bd.shape)
+        return ga, gb
+
+    return _make(out, a.device, (a, b), backward)
+
+
+# ---- unary math -------------------------------------------------------------------------
+def exp(a: Tensor) -> Tensor:
+    """e ** a."""
+    out = a.device.xp.exp(a.data)
+
+    def backward(g: Array) -> tuple[Array]:
+        return (g * out,)
+
+    return _make(out, a.device, (a,), backward)
+
+
+def log(a: Tensor) -> Tensor:
+    """Natural logarithm."""
+    ad = a.data
+
+    def backward(g: Array) -> tuple[Array]:
+        return (g / ad,)
+
+    return _make(a.device.xp.log(ad), a.device, (a,), backward)
+
+
+def tanh(a: Tensor) -> Tensor:
+    """Hyperbolic tangent."""
+    out = a.device.xp.tanh(a.data)
+
+    def backward(g: Array) -> tuple[Array]:
+        return (g * (1 - out * out),)
+
+    return _make(out, a.device, (a,), backward)
+
+
+def _sigmoid_array(xp: Any, x: Array) -> Array:
+    # 0.5 * (1 + tanh(x/2)) is exact sigmoid and never overflows exp
+    out = xp.tanh(x * 0.5)
+    out += 1
+    out *= 0.5
+    return out
+
+
+def sigmoid(a: Tensor) -> Tensor:
+    """Logistic sigmoid 1 / (1 + e^-a), stable for large |a|."""
+    out = _sigmoid_array(a.device.xp, a.data)
+
+    def backward(g: Array) -> tuple[Array]:
+        return (g * out * (1 - out),)
+
+    return _make(out, a.device, (a,), backward)
+
+
+def relu(a: Tensor) -> Tensor:
+    """max(a, 0)."""
+    ad = a.data
+    out = a.device.xp.maximum(ad, 0)
+
+    def backward(g: Array) -> tuple[Array]:
+        return (g * (ad > 0),)
+
+    return _make(out, a.device, (a,), backward)
+
+
+def abs(a: Tensor) -> Tensor:
+    """|a| (gradient 0 at 0)."""
+    ad = a.data
+    xp = a.device.xp
+
+    def backward(g: Array) -> tuple[Array]:
+        return (g * xp.sign(ad),)
+
+    return _make(xp.abs(ad), a.device, (a,), backward)
+
+
+# ---- reductions -------------------------------------------------------------------------
+def _norm_axes(axis: int | tuple[int, ...] | None, ndim: int) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    out = []
+    for ax in axes:
+        if not -ndim <= ax < max(ndim, 1):
+            raise ValueError(f"axis {ax} is out of range for a tensor with {ndim} dimensions")
+        out.append(ax % ndim if ndim else 0)
+    return tuple(out)
+
+
+def _expand_reduced(g: Array, shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool) -> Array:
+    if not keepdims:
+        full = list(shape)
+        for ax in axes:
+            full[ax] = 1
+        g = g.reshape(full)
+    return g
+
+
+def sum(a: Tensor, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+    """Sum over ``axis`` (all axes when None)."""
+    xp = a.device.xp
+    shape = a.data.shape
+    axes = _norm_axes(axis, a.data.ndim)
+    out = xp.asarray(a.data.sum(axis=axes, keepdims=keepdims))
+
+    def backward(g: Array) -> tuple[Array]:
+        return (xp.broadcast_to(_expand_reduced(g, shape, axes, keepdims), shape),)
+
+    return _make(out, a.device, (a,), backward)
+
+
+def mean(a: Tensor, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+    """Mean over ``axis`` (all axes when None)."""
+    axes = _norm_axes(axis, a.data.ndim)
+    count = 1
+    for ax in axes:
+        count *= a.data.shape[ax]
+    return mul(sum(a, axes, keepdims), 1.0 / count)
+
+
+def max(a: Tensor, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+    """Maximum over ``axis``; the gradient is shared equally between tied maxima."""
+    xp = a.device.xp
+    ad = a.data
+    axes = _norm_axes(axis, ad.ndim)
+    if ad.size == 0:
+        raise ValueError("max() of an empty tensor")
+    kept = ad.max(axis=axes, keepdims=True)
+    out = kept if keepdims else xp.asarray(kept.reshape([n for i, n in enumerate(ad.shape) if i not in axes]))
+
+    def backward(g: Array) -> tuple[Array]:
+        hit = ad == kept
+        count = hit.sum(axis=axes, keepdims=True)
+        return (_expand_reduced(g, ad.shape, axes, keepdims) * hit / count,)
+
+    return _make(out, a.device, (a,), backward)
+
+
+# ---- shape ops --------------------------------------------------------------------------
+def reshape(a: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """The same values in a new shape (one dimension may be -1)."""
+    src = a.data.shape
+    try:
+        out = a.data.reshape(shape)
+    except ValueError:
+        raise ValueError(
+            f"cannot reshape a tensor of shape {tuple(src)} ({a.data.size} elements) "
+            f"into shape {tuple(shape)}"
+        ) from None
+
+    def backward(g: Array) -> tuple[Array]:
+        return (g.reshape(src),)
+
+    return _make(out, a.device, (a,), backward)
+
+
+def transpose(a: Tensor, axes: tuple[int, ...] | None = None) -> Tensor:
+    """Permute dimensions (reverse them when ``axes`` is None)."""
+    out = a.data.transpose(axes)
+    if axes is None:
+        inverse = None
+    else:
+        inverse = tuple(int(i) for i in np.argsort([ax % a.data.ndim for ax in axes]))
+
+    def backward(g: Array) -> tuple[Array]:
+        return (g.transpose(inverse),)
+
+    return _make(out, a.device, (a,), backward)
+
+
+def swapaxes(a: Tensor, axis1: int, axis2: int) -> Tensor:
+    """Exchange two dimensions."""
+
+    def backward(g: Array) -> tuple[Array]:
+        return (g.swapaxes(axis1, axis2),)
+
+    return _make(a.data.swapaxes(axis1, axis2), a.device, (a,), backward)
+
+
+def expand_dims(a: Tensor, axis: int) -> Tensor:
+    """Insert a dimension of size 1 at ``axis``."""
+    shape = list(a.data.shape)
+    axis = axis if axis >= 0 else axis + len(shape) + 1
+    shape.insert(axis, 1)
+    return reshape(a, tuple(shape))
+
+
+def squeeze(a: Tensor, axis: int | None = None) -> Tensor:
+    """Remove size-1 dimensions (only ``axis`` when given)."""
+    if axis is None:
+        shape = tuple(n for n in a.data.shape if n != 1)
+    else:
+        if a.data.shape[axis] != 1:
+            raise ValueError(f"cannot squeeze axis {axis} of size {a.data.shape[axis]}")
+        shape = tuple(n for i, n in enumerate(a.data.shape) if i != axis % a.data.ndim)
+    return reshape(a, shape)
+
+
+def getitem(a: Tensor, index: Any) -> Tensor:
+    """``a[index]``: basic slicing and integer-array indexing; repeated indices add up."""
+    if isinstance(index, Tensor):
+        index = index.data
+    elif isinstance(index, tuple):
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    out = a.data[index]
+    dev = a.device
+    shape, dtype = a.data.shape, a.data.dtype
+
+    def backward(g: Array) -> tuple[Array]:
+        full = dev.xp.zeros(shape, dtype=dtype)
+        backend.scatter_add(dev, full, index, g)
+        return (full,)
+
+    return _make(out, dev, (a,), backward)
+
+
+def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("concatenate() needs at least one tensor")
+    first = tensors[0]
+    for t in tensors[1:]:
+        _check(first, t, "concatenate")
+    xp = first.device.xp
+    sizes = [t.data.shape[axis] for t in tensors]
+    try:
+        out = xp.concatenate([t.data for t in tensors], axis=axis)
+    except ValueError:
+        raise ValueError(
+            f"concatenate along axis {axis}: shapes {[tuple(t.shape) for t in tensors]} "
+            "must match in every other dimension"
+        ) from None
+    splits = np.cumsum(sizes)[:-1].tolist()
+
+    def backward(g: Array) -> list[Array]:
+        return xp.split(g, splits, axis=axis)  # type: ignore[no-any-return]
+
+    return _make(out, first.device, tuple(tensors), backward)
+
+
+def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join same-shaped tensors along a new axis."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack() needs at least one tensor")
+    shapes = {t.shape for t in tensors}
+    if len(shapes) != 1:
+        raise ValueError(f"stack: all tensors need the same shape, got {sorted(shapes)}")
+    return concatenate([expand_dims(t, axis) for t in tensors], axis)
+
+
+def split(a: Tensor, sections: int | Sequence[int], axis: int = 0) -> list[Tensor]:
+    """Split into pieces: ``sections`` equal parts, or at the given indices (numpy's rule)."""
+    n = a.data.shape[axis]
+    if isinstance(sections, int):
+        if n % sections:
+            raise ValueError(f"split: axis {axis} of size {n} does not divide into {sections}")
+        step = n // sections
+        bounds = list(range(0, n + 1, step))
+    else:
+        bounds = [0, *[int(i) for i in sections], n]
+    out = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        index = [slice(None)] * a.data.ndim
+        index[axis] = slice(lo, hi)
+        out.append(getitem_slice(a, tuple(index)))
+    return out
+
+
+def getitem_slice(a: Tensor, index: tuple[Any, ...]) -> Tensor:
+    """``a[index]`` for basic slices only: the backward writes, no scatter needed."""
+    out = a.data[index]
+    dev = a.device
+    shape, dtype = a.data.shape, a.data.dtype
+
+    def backward(g: Array) -> tuple[Array]:
+        full = dev.xp.zeros(shape, dtype=dtype)
+        full[index] = g
+        return (full,)
+
+    return _make(out, dev, (a,), backward)
+
+
+def where(condition: Tensor | Array, a: Operand, b: Operand) -> Tensor:
+    """Elementwise ``a`` where ``condition`` is true, else ``b`` (broadcasting)."""
+    like = a if isinstance(a, Tensor) else b
+    if not isinstance(like, Tensor):
+        raise TypeError("where() needs at least one of a, b to be a Tensor")
+    ta = _as_operand(a, like)
+    tb = _as_operand(b, like)
+    _check(ta, tb, "where")
+    cond = condition.data if isinstance(condition, Tensor) else condition
+    if isinstance(condition, Tensor) and condition.device is not like.device:
+        _mismatch(like, condition, "where")
+    xp = like.device.xp
+    out = xp.where(cond, ta.data, tb.data)
+    sa, sb = ta.data.shape, tb.data.shape
+
+    def backward(g: Array) -> tuple[Array, Array]:
+        zero = xp.zeros((), dtype=g.dtype)
+        return (
+            _unbroadcast(xp.where(cond, g, zero), sa),
+            _unbroadcast(xp.where(cond, zero, g), sb),
+        )
+
+    return _make(out, like.device, (ta, tb), backward)
+
+
+def custom(
+    data: Array, parents: Sequence[Tensor], backward: Backward, device: Device | None = None
+) -> Tensor:
+    """A tensor computed outside autograd (e.g. a fused kernel) with its own backward.
+
+    backward(g) returns one gradient array (or None) per parent, in order.
+    """
+    parents = tuple(parents)
+    dev = device or parents[0].device
+    return _make(data, dev, parents, backward)
