@@ -7,6 +7,7 @@ computed from tensors that require gradients, a context ``(backward, parents)``.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, Union
@@ -27,9 +28,8 @@ __all__ = [
 ]
 
 Array = Any  # an ndarray of the tensor's device (numpy, cupy or the test device)
-Scalar = Union[int, float]
-Operand = Union["Tensor", int, float]
-Backward = Callable[[Array], Sequence[Union[Array, None]]]
+Operand = Union["Tensor", int, float]  # noqa: UP007 (a runtime alias)
+Backward = Callable[[Array], Sequence[Array | None]]
 
 
 class _GradMode:
@@ -813,7 +813,7 @@ def _norm_axes(axis: int | tuple[int, ...] | None, ndim: int) -> tuple[int, ...]
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     out = []
     for ax in axes:
-        if not -ndim <= ax < max(ndim, 1):
+        if not -ndim <= ax < builtins.max(ndim, 1):
             raise ValueError(f"axis {ax} is out of range for a tensor with {ndim} dimensions")
         out.append(ax % ndim if ndim else 0)
     return tuple(out)
@@ -1049,3 +1049,42 @@ def custom(
     parents = tuple(parents)
     dev = device or parents[0].device
     return _make(data, dev, parents, backward)
+
+
+class _GradPack(list):  # type: ignore[type-arg]
+    """Gradients of a multi-output op's outputs; ``+`` merges two packs slot by slot."""
+
+    def __add__(self, other: Any) -> _GradPack:
+        return _GradPack(
+            b if a is None else a if b is None else a + b for a, b in zip(self, other)
+        )
+
+
+def custom_multi(
+    outputs: Sequence[Array],
+    parents: Sequence[Tensor],
+    backward: Callable[[list[Array | None]], Sequence[Array | None]],
+    device: Device | None = None,
+) -> list[Tensor]:
+    """Several tensors computed together outside autograd, with one shared backward.
+
+    backward(grads) receives one gradient per output (None where an output got none)
+    and returns one gradient (or None) per parent. This is how a fused whole-sequence
+    kernel becomes a single graph node with outputs (y, h_T, c_T).
+    """
+    parents = tuple(parents)
+    dev = device or parents[0].device
+    n = len(outputs)
+    hub = _make(dev.xp.empty((0,)), dev, parents, lambda pack: backward(list(pack)))
+    if not hub.requires_grad:
+        return [_wrap(o, dev) for o in outputs]
+    results = []
+    for i, out in enumerate(outputs):
+
+        def to_hub(g: Array, i: int = i) -> tuple[_GradPack]:
+            pack = _GradPack([None] * n)
+            pack[i] = g
+            return (pack,)
+
+        results.append(_make(out, dev, (hub,), to_hub))
+    return results

@@ -1,0 +1,44 @@
+"""The ``tinyseq`` command: each group of subcommands lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand registered."""
+    from . import cli_cells, cli_train
+
+    parser = argparse.ArgumentParser(
+        prog="tinyseq", description="Train and inspect recurrent networks."
+    )
+    parser.add_argument(
+        "--plugin", action="append", default=[], metavar="FILE.py",
+        help="load a single-file cell plugin (repeatable)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    cli_cells.add_commands(sub)
+    cli_train.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tinyseq`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
