@@ -6,7 +6,7 @@ import math
 
 from .. import backend
 from ..backend import Device
-from ..tensor import Tensor
+from ..tensor import Array, Tensor, custom
 from . import init
 from .module import Module, Parameter
 
@@ -19,6 +19,9 @@ class Linear(Module):
     x: (..., in_features) -> (..., out_features). weight: (out_features, in_features).
     Initialised like PyTorch: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias.
     """
+
+    weight: Parameter
+    bias: Parameter | None
 
     def __init__(
         self,
@@ -40,21 +43,51 @@ class Linear(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """PyTorch's default: U(±1/sqrt(in_features)) for weight and bias."""
         bound = 1.0 / math.sqrt(self.in_features) if self.in_features else 0.0
+        # kaiming_uniform_(a=sqrt(5)) is exactly this bound; written out for clarity
         init.uniform_(self.weight, -bound, bound)
         if self.bias is not None:
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: Tensor) -> Tensor:
+        """x (..., in_features) -> (..., out_features)."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"Linear expects a Tensor, got {type(x).__name__}")
         if x.shape[-1:] != (self.in_features,):
             raise ValueError(
-                f"Linear expected input of shape (..., {self.in_features}), got {x.shape}"
+                f"Linear({self.in_features}, {self.out_features}) expected input of shape "
+                f"(..., {self.in_features}), got {x.shape}"
             )
-        y = x @ self.weight.T
-        return y + self.bias if self.bias is not None else y
+        w, b = self.weight, self.bias
+        if x.device is not w.device or x.dtype != w.dtype:
+            raise TypeError(
+                f"Linear: input is {x.dtype} on {x.device.name} but the weight is {w.dtype} "
+                f"on {w.device.name}; move one with .to()"
+            )
+        return _linear(x, w, b)
 
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"bias={self.bias is not None}"
         )
+
+
+def _linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    # one graph node: y = x W^T + b; the weight gradient is one GEMM over all leading dims
+    xd, wd = x.data, w.data
+    y = xd @ wd.T
+    if b is not None:
+        y += b.data
+    parents = (x, w) if b is None else (x, w, b)
+
+    def backward(g: Array) -> tuple[Array | None, ...]:
+        g2 = g.reshape(-1, g.shape[-1])
+        gx = (g @ wd) if x.requires_grad else None
+        gw = g2.T @ xd.reshape(-1, xd.shape[-1]) if w.requires_grad else None
+        if b is None:
+            return gx, gw
+        return gx, gw, (g2.sum(axis=0) if b.requires_grad else None)
+
+    return custom(y, parents, backward)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from .. import backend
 from ..backend import Device
-from ..tensor import Tensor, _move
+from ..tensor import Tensor, _move, _wrap
 
 __all__ = ["Parameter", "Module", "ModuleList"]
 
@@ -37,6 +37,9 @@ class Module:
     """
 
     training: bool
+    _parameters: dict[str, Parameter | None]
+    _buffers: dict[str, Tensor | None]
+    _modules: dict[str, Module]
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
@@ -51,6 +54,11 @@ class Module:
                 f"{type(self).__name__}.__init__ must call super().__init__() before "
                 f"setting attribute {name!r}"
             )
+        if name in self._buffers and (value is None or isinstance(value, Tensor)):
+            # assigning a tensor to a buffer's name replaces the buffer, as in PyTorch
+            self._buffers[name] = value
+            object.__setattr__(self, name, value)
+            return
         for table in (self._parameters, self._buffers, self._modules):
             table.pop(name, None)
         if isinstance(value, Parameter):
@@ -66,6 +74,10 @@ class Module:
 
     def register_buffer(self, name: str, value: Tensor | None) -> None:
         """A tensor saved in ``state_dict`` and moved by ``to()`` but not trained."""
+        if value is not None and not isinstance(value, Tensor):
+            raise TypeError(f"buffer {name!r} must be a Tensor or None, got {type(value).__name__}")
+        for table in (self._parameters, self._modules):
+            table.pop(name, None)
         object.__setattr__(self, name, value)
         self._buffers[name] = value
 
@@ -150,7 +162,7 @@ class Module:
                 t.data = _move(t.data, t.device, dev)
                 t.device = dev
                 if t.grad is not None:
-                    t.grad = Tensor(_move(t.grad.data, t.grad.device, dev))
+                    t.grad = _wrap(_move(t.grad.data, t.grad.device, dev), dev)
             if dtype is not None and t.dtype.kind == "f" and t.dtype != np.dtype(dtype):
                 t.data = t.data.astype(dtype)
                 if t.grad is not None:
@@ -182,27 +194,36 @@ class Module:
         return self
 
     # ---- state ---------------------------------------------------------------------
-    def state_dict(self) -> dict[str, np.ndarray]:  # type: ignore[type-arg]
-        """Every parameter and buffer by dotted name, as host NumPy copies."""
-        out: dict[str, np.ndarray] = {}  # type: ignore[type-arg]
-        for name, p in self.named_parameters():
-            out[name] = backend.to_numpy(p.data).copy()
-        for name, b in self.named_buffers():
-            out[name] = backend.to_numpy(b.data).copy()
+    def _state_tensors(self) -> dict[str, Tensor]:
+        # PyTorch's order: each module's parameters, then its buffers, then its children;
+        # a tensor shared by two modules appears under both names
+        out: dict[str, Tensor] = {}
+        for mod_name, mod in self.named_modules():
+            prefix = f"{mod_name}." if mod_name else ""
+            for name, p in mod._parameters.items():
+                if p is not None:
+                    out[prefix + name] = p
+            for name, b in mod._buffers.items():
+                if b is not None:
+                    out[prefix + name] = b
         return out
 
-    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> None:
-        """Copy values into parameters and buffers; checks names and shapes first.
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Every parameter and buffer by dotted name, as host NumPy copies."""
+        return {
+            name: np.array(backend.to_numpy(t.data), copy=True)
+            for name, t in self._state_tensors().items()
+        }
 
-        Nothing changes unless every entry fits (missing/unexpected names are errors
-        when ``strict``).
-        """
-        targets = dict(self.named_parameters())
-        targets.update(dict(self.named_buffers()))
+    def _check_state_dict(
+        self, state: Mapping[str, Any], strict: bool = True
+    ) -> tuple[list[str], dict[str, np.ndarray]]:
+        """(problems, host arrays by name) for loading ``state``; changes nothing."""
+        targets = self._state_tensors()
         problems = []
         if strict:
-            missing = sorted(set(targets) - set(state))
-            unexpected = sorted(set(state) - set(targets))
+            missing = [k for k in targets if k not in state]
+            unexpected = [k for k in state if k not in targets]
             if missing:
                 problems.append(f"missing keys: {missing}")
             if unexpected:
@@ -211,20 +232,41 @@ class Module:
         for name, value in state.items():
             if name not in targets:
                 continue
-            arr = backend.to_numpy(value.data if isinstance(value, Tensor) else value)
-            arr = np.asarray(arr)
+            raw = value.data if isinstance(value, Tensor) else value
+            try:
+                arr = np.asarray(backend.to_numpy(raw) if hasattr(raw, "shape") else raw)
+            except (TypeError, ValueError) as err:
+                problems.append(f"{name}: not an array ({err})")
+                continue
             want = targets[name].shape
             if tuple(arr.shape) != want:
                 problems.append(f"{name}: expected shape {want}, got {tuple(arr.shape)}")
+            elif arr.dtype.kind not in "biuf":
+                problems.append(f"{name}: expected a numeric array, got dtype {arr.dtype}")
             arrays[name] = arr
+        return problems, arrays
+
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> None:
+        """Copy values into parameters and buffers; checks names and shapes first.
+
+        state: name -> array (NumPy, any device's array, or Tensor), as from
+        :meth:`state_dict`. Nothing changes unless every entry fits (missing and
+        unexpected names are errors when ``strict``). Values keep each tensor's dtype
+        and device.
+        """
+        problems, arrays = self._check_state_dict(state, strict)
         if problems:
             raise ValueError(
                 f"load_state_dict into {type(self).__name__} failed: " + "; ".join(problems)
             )
-        for name, arr in arrays.items():
+        targets = self._state_tensors()
+        converted = {}
+        for name, arr in arrays.items():  # convert everything before assigning anything
             t = targets[name]
             host = arr.astype(t.dtype, copy=True)
-            t.data = host if t.device.name == "cpu" else t.device.xp.asarray(host)
+            converted[name] = host if t.device.name == "cpu" else t.device.xp.asarray(host)
+        for name, data in converted.items():
+            targets[name].data = data
 
     # ---- calling and printing -------------------------------------------------------
     def forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -238,14 +280,17 @@ class Module:
         return ""
 
     def __repr__(self) -> str:
-        lines = []
+        # PyTorch's layout: settings, then one indented line per child module
+        lines = [line for line in self.extra_repr().split("\n") if line]
+        extra_only = len(lines) <= 1
         for name, child in self._modules.items():
             body = repr(child).replace("\n", "\n  ")
-            lines.append(f"  ({name}): {body}")
-        head = f"{type(self).__name__}({self.extra_repr()}"
-        if not lines:
-            return head + ")"
-        return head + "\n" + "\n".join(lines) + "\n)"
+            lines.append(f"({name}): {body}")
+            extra_only = False
+        head = f"{type(self).__name__}("
+        if extra_only:
+            return head + (lines[0] if lines else "") + ")"
+        return head + "\n  " + "\n  ".join(lines) + "\n)"
 
 
 builtin_sum = sum
@@ -254,13 +299,19 @@ builtin_sum = sum
 class ModuleList(Module):
     """A list of modules whose parameters are registered (indexable, iterable)."""
 
-    def __init__(self, modules: Any = ()) -> None:
+    def __init__(self, modules: Iterable[Module] = ()) -> None:
         super().__init__()
-        for m in modules:
-            self.append(m)
+        self.extend(modules)
 
     def append(self, module: Module) -> ModuleList:
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList holds Modules, got {type(module).__name__}")
         setattr(self, str(len(self._modules)), module)
+        return self
+
+    def extend(self, modules: Iterable[Module]) -> ModuleList:
+        for m in modules:
+            self.append(m)
         return self
 
     def __getitem__(self, i: int) -> Module:
