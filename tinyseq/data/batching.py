@@ -1,0 +1,232 @@
+"""Batches: padding with masks, bucketing by length, seeded shuffling, and id streams
+cut into consecutive windows for truncated backpropagation through time.
+
+Arrays in a :class:`Batch` are host NumPy arrays, batch first; models move them to
+their device and lay them out time-major for the recurrent layer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Batch", "pad_sequences", "lengths_to_mask", "SequenceDataset", "StreamDataset"]
+
+Arr = npt.NDArray[Any]
+
+
+def pad_sequences(
+    seqs: Sequence[Any], pad_value: float = 0, dtype: Any = None, length: int | None = None
+) -> tuple[Arr, Arr]:
+    """Stack variable-length sequences (each (T_i, ...)) into (B, T, ...) plus lengths (B,).
+
+    Steps past a sequence's length hold ``pad_value``; ``length`` fixes T (>= the longest).
+    """
+    arrays = [np.asarray(s) for s in seqs]
+    if not arrays:
+        raise ValueError("pad_sequences needs at least one sequence")
+    lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)
+    longest = int(lengths.max())
+    t = longest if length is None else length
+    if t < longest:
+        raise ValueError(f"pad_sequences: length={length} is shorter than the longest sequence ({longest})")
+    tail = arrays[0].shape[1:]
+    for a in arrays:
+        if a.shape[1:] != tail:
+            raise ValueError(f"pad_sequences: every sequence needs step shape {tail}, got {a.shape[1:]}")
+    dt = dtype if dtype is not None else np.result_type(*arrays)
+    out = np.full((len(arrays), t, *tail), pad_value, dtype=dt)
+    for i, a in enumerate(arrays):
+        out[i, : a.shape[0]] = a
+    return out, lengths
+
+
+def lengths_to_mask(lengths: Any, length: int | None = None) -> Arr:
+    """Bool mask (B, T): True at the valid steps of each sequence."""
+    lens = np.asarray(lengths, dtype=np.int64)
+    t = int(lens.max()) if length is None else length
+    return np.arange(t)[None, :] < lens[:, None]
+
+
+@dataclass
+class Batch:
+    """One batch, batch first.
+
+    x: (B, Tx) ids, (B, Tx, F) floats, or (B, F) for fixed-size inputs.
+    y: (B,) labels, (B, Ty) ids, (B, Ty, F) floats, or (B, F).
+    x_lengths / y_lengths: (B,) valid steps, or None when x / y is not a sequence.
+    """
+
+    x: Arr
+    y: Arr
+    x_lengths: Arr | None = None
+    y_lengths: Arr | None = None
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def x_mask(self) -> Arr | None:
+        """(B, Tx) bool, True at valid input steps."""
+        if self.x_lengths is None:
+            return None
+        return lengths_to_mask(self.x_lengths, self.x.shape[1])
+
+    @property
+    def y_mask(self) -> Arr | None:
+        """(B, Ty) bool, True at valid target steps."""
+        if self.y_lengths is None:
+            return None
+        return lengths_to_mask(self.y_lengths, self.y.shape[1])
+
+    @property
+    def num_tokens(self) -> int:
+        """Input steps in the batch that are not padding (rows for fixed-size inputs)."""
+        if self.x_lengths is not None:
+            return int(self.x_lengths.sum())
+        if self.x.ndim >= 2 and self.x.dtype.kind in "iu":
+            return int(self.x.size)
+        return len(self)
+
+
+class SequenceDataset:
+    """Examples (x, y) batched with padding; optional bucketing and seeded shuffling.
+
+    x and y are each either variable-length sequences (arrays (T_i, ...)) or fixed-size
+    items (a label int, or a vector) — say which with ``x_is_sequence`` /
+    ``y_is_sequence``. ``bucket`` groups examples of similar length (sorting within
+    windows of ``bucket`` batches) so batches waste little padding; the batch order is
+    still shuffled. Epoch ``e`` with seed ``s`` always gives the same batches.
+    """
+
+    carries_state = False
+
+    def __init__(
+        self,
+        xs: Sequence[Any],
+        ys: Sequence[Any],
+        batch_size: int = 32,
+        x_is_sequence: bool = True,
+        y_is_sequence: bool = False,
+        shuffle: bool = True,
+        bucket: int = 0,
+        seed: int = 0,
+        x_pad: float = 0,
+        y_pad: float = 0,
+    ) -> None:
+        if len(xs) != len(ys):
+            raise ValueError(f"SequenceDataset: {len(xs)} inputs but {len(ys)} targets")
+        if len(xs) == 0:
+            raise ValueError("SequenceDataset: no examples")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.xs = [np.asarray(x) for x in xs]
+        self.ys = [np.asarray(y) for y in ys]
+        for name, items, is_seq in (("x", self.xs, x_is_sequence), ("y", self.ys, y_is_sequence)):
+            if is_seq:
+                for i, a in enumerate(items):
+                    if a.ndim == 0 or a.shape[0] == 0:
+                        raise ValueError(f"SequenceDataset: example {i} has an empty {name} sequence")
+        self.batch_size = batch_size
+        self.x_is_sequence = x_is_sequence
+        self.y_is_sequence = y_is_sequence
+        self.shuffle = shuffle
+        self.bucket = bucket
+        self.seed = seed
+        self.x_pad = x_pad
+        self.y_pad = y_pad
+
+    def __len__(self) -> int:
+        """Number of batches per epoch."""
+        return math.ceil(len(self.xs) / self.batch_size)
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.xs)
+
+    def _order(self, epoch: int) -> list[Arr]:
+        n = len(self.xs)
+        rng = np.random.default_rng([self.seed, epoch])
+        idx = rng.permutation(n) if self.shuffle else np.arange(n)
+        if self.bucket and self.x_is_sequence:
+            window = self.bucket * self.batch_size
+            lens = np.array([self.xs[i].shape[0] for i in idx])
+            for start in range(0, n, window):
+                part = slice(start, start + window)
+                idx[part] = idx[part][np.argsort(lens[part], kind="stable")]
+        batches = [idx[i: i + self.batch_size] for i in range(0, n, self.batch_size)]
+        if self.shuffle and self.bucket:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def batches(self, epoch: int = 0, start: int = 0) -> Iterator[Batch]:
+        """The batches of one epoch, from batch number ``start`` on."""
+        for ids in self._order(epoch)[start:]:
+            yield self.collate(ids)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self.batches(0)
+
+    def collate(self, ids: Any) -> Batch:
+        """The batch of examples ``ids``."""
+        xs = [self.xs[i] for i in ids]
+        ys = [self.ys[i] for i in ids]
+        x_len = y_len = None
+        if self.x_is_sequence:
+            x, x_len = pad_sequences(xs, self.x_pad)
+        else:
+            x = np.stack(xs)
+        if self.y_is_sequence:
+            y, y_len = pad_sequences(ys, self.y_pad)
+        else:
+            y = np.stack(ys)
+        return Batch(x=x, y=y, x_lengths=x_len, y_lengths=y_len)
+
+
+class StreamDataset:
+    """One long id stream for a language model, as ``batch_size`` parallel streams.
+
+    The stream (N,) is cut into ``batch_size`` equal rows; batch ``k`` holds steps
+    ``[k*T, (k+1)*T)`` of every row as x and the following step of each as y, so the
+    recurrent state at the end of one batch is the right start for the next
+    (truncated BPTT). Every epoch sees the same windows in the same order.
+    """
+
+    carries_state = True
+
+    def __init__(self, ids: Any, batch_size: int = 32, seq_len: int = 100) -> None:
+        arr = np.asarray(ids, dtype=np.int64)
+        if arr.ndim != 1:
+            raise ValueError(f"StreamDataset expects a 1-D id stream, got shape {arr.shape}")
+        if batch_size < 1 or seq_len < 1:
+            raise ValueError(f"batch_size and seq_len must be positive, got {batch_size} and {seq_len}")
+        rows = (arr.shape[0] - 1) // batch_size
+        if rows < 2:
+            raise ValueError(
+                f"StreamDataset: a stream of {arr.shape[0]} tokens is too short for "
+                f"batch_size={batch_size}; give more text or a smaller batch"
+            )
+        self.batch_size = batch_size
+        self.seq_len = seq_len
+        self.inputs = arr[: rows * batch_size].reshape(batch_size, rows)
+        self.targets = arr[1: rows * batch_size + 1].reshape(batch_size, rows)
+        self.num_tokens = rows * batch_size
+
+    def __len__(self) -> int:
+        return math.ceil(self.inputs.shape[1] / self.seq_len)
+
+    def batches(self, epoch: int = 0, start: int = 0) -> Iterator[Batch]:
+        """Consecutive windows (B, <=T) of the parallel streams, from window ``start``."""
+        del epoch  # the order is fixed: the carried state needs consecutive windows
+        rows = self.inputs.shape[1]
+        for k in range(start, len(self)):
+            a, b = k * self.seq_len, min(rows, (k + 1) * self.seq_len)
+            yield Batch(x=self.inputs[:, a:b], y=self.targets[:, a:b])
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self.batches(0)

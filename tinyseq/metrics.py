@@ -1,0 +1,161 @@
+"""Metrics for sequence models: accuracy, perplexity, bits per token, BIO F1, exact match.
+
+Evaluation over many batches accumulates additive counts (a :class:`MetricSums`) and
+turns them into metrics at the end, so batch sizes never bias an average.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "accuracy",
+    "perplexity",
+    "bits_per_token",
+    "bio_spans",
+    "entity_counts",
+    "token_counts",
+    "f1_from_counts",
+    "entity_f1",
+    "token_f1",
+    "exact_match",
+    "MetricSums",
+]
+
+LN2 = math.log(2.0)
+
+
+def accuracy(pred: Any, target: Any, mask: Any = None) -> float:
+    """Fraction of positions where pred == target (only where mask is True, if given)."""
+    p, t = np.asarray(pred), np.asarray(target)
+    if p.shape != t.shape:
+        raise ValueError(f"accuracy: pred has shape {p.shape}, target {t.shape}")
+    hits = p == t
+    if mask is not None:
+        m = np.asarray(mask, dtype=bool)
+        return float(hits[m].mean()) if m.any() else 0.0
+    return float(hits.mean()) if hits.size else 0.0
+
+
+def perplexity(mean_nll: float) -> float:
+    """exp(mean negative log-likelihood per token, in nats)."""
+    return float(math.exp(min(mean_nll, 700.0)))
+
+
+def bits_per_token(mean_nll: float) -> float:
+    """Mean negative log-likelihood in bits (bits per character for a character model)."""
+    return mean_nll / LN2
+
+
+def bio_spans(tags: Sequence[str]) -> set[tuple[str, int, int]]:
+    """Entities (type, start, end-exclusive) in a BIO tag sequence.
+
+    An ``I-X`` that does not continue an ``X`` entity starts a new one (the usual
+    lenient reading, as in conlleval).
+    """
+    spans = set()
+    kind: str | None = None
+    start = 0
+    for i, tag in enumerate([*tags, "O"]):
+        prefix, _, label = tag.partition("-")
+        continues = prefix == "I" and kind == label
+        if kind is not None and not continues:
+            spans.add((kind, start, i))
+            kind = None
+        if prefix in ("B", "I") and not continues:
+            kind, start = label, i
+    return spans
+
+
+def entity_counts(
+    pred: Iterable[Sequence[str]], gold: Iterable[Sequence[str]]
+) -> tuple[int, int, int]:
+    """(true positives, false positives, false negatives) of exact entity spans."""
+    tp = fp = fn = 0
+    for p, g in zip(pred, gold):
+        ps, gs = bio_spans(p), bio_spans(g)
+        tp += len(ps & gs)
+        fp += len(ps - gs)
+        fn += len(gs - ps)
+    return tp, fp, fn
+
+
+def token_counts(
+    pred: Iterable[Sequence[str]], gold: Iterable[Sequence[str]], outside: str = "O"
+) -> tuple[int, int, int]:
+    """(tp, fp, fn) over tokens, counting a token as positive when its tag is not O."""
+    tp = fp = fn = 0
+    for p, g in zip(pred, gold):
+        for a, b in zip(p, g):
+            if a == b and a != outside:
+                tp += 1
+            else:
+                fp += a != outside
+                fn += b != outside
+    return tp, fp, fn
+
+
+def f1_from_counts(tp: float, fp: float, fn: float) -> dict[str, float]:
+    """precision, recall and F1 from counts (0 where undefined)."""
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def entity_f1(pred: Iterable[Sequence[str]], gold: Iterable[Sequence[str]]) -> dict[str, float]:
+    """Entity-level precision/recall/F1 for BIO tag sequences (exact span and type)."""
+    return f1_from_counts(*entity_counts(pred, gold))
+
+
+def token_f1(pred: Iterable[Sequence[str]], gold: Iterable[Sequence[str]]) -> dict[str, float]:
+    """Token-level micro precision/recall/F1 over the non-O tags."""
+    return f1_from_counts(*token_counts(pred, gold))
+
+
+def exact_match(pred: Iterable[Sequence[Any]], gold: Iterable[Sequence[Any]]) -> float:
+    """Fraction of outputs equal to their reference as whole sequences."""
+    pairs = list(zip(pred, gold))
+    if not pairs:
+        return 0.0
+    return sum(list(p) == list(g) for p, g in pairs) / len(pairs)
+
+
+class MetricSums:
+    """Additive evaluation counts, summarised into metrics at the end.
+
+    Keys used: ``loss_sum`` and ``count`` (summed loss and number of predictions),
+    ``correct``, ``entity_tp/fp/fn``, ``token_tp/fp/fn``, ``exact`` and ``sequences``,
+    ``sq_err`` (summed squared error). ``bits=True`` adds bits per token/perplexity.
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+
+    def add(self, counts: Mapping[str, float]) -> None:
+        for k, v in counts.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+
+    def summary(self, bits: bool = False) -> dict[str, float]:
+        s = self.sums
+        out: dict[str, float] = {}
+        count = s.get("count", 0.0)
+        if count:
+            out["loss"] = s.get("loss_sum", 0.0) / count
+            if bits:
+                out["perplexity"] = perplexity(out["loss"])
+                out["bpc"] = bits_per_token(out["loss"])
+            if "correct" in s:
+                out["accuracy"] = s["correct"] / count
+        if "entity_tp" in s:
+            f = f1_from_counts(s["entity_tp"], s["entity_fp"], s["entity_fn"])
+            out.update({f"entity_{k}": v for k, v in f.items()})
+        if "token_tp" in s:
+            out["token_f1"] = f1_from_counts(s["token_tp"], s["token_fp"], s["token_fn"])["f1"]
+        if s.get("sequences"):
+            out["exact_match"] = s.get("exact", 0.0) / s["sequences"]
+        return out
