@@ -1,10 +1,12 @@
-"""Layers: Module, Parameter, Linear, Embedding, Dropout, Sequential, recurrent layers."""
+"""Layers: Module, Parameter, Linear, Embedding, Dropout, Sequential, losses, recurrent layers."""
 
 from . import init
 from .dropout import Dropout
 from .embedding import Embedding
 from .linear import Linear
+from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Module, ModuleList, Parameter
+from .pretrained import WordVectors, load_word_vectors
 from .sequential import Sequential
 
 __all__ = [
@@ -16,4 +18,9 @@ __all__ = [
     "Embedding",
     "Dropout",
     "Sequential",
+    "CrossEntropyLoss",
+    "BCEWithLogitsLoss",
+    "MSELoss",
+    "WordVectors",
+    "load_word_vectors",
 ]
