@@ -102,8 +102,8 @@ def load_word_vectors(
     keep_all = vocab is None
     fallback: dict[str, list[int]] = {}
     if lowercase:
-        for w, rows in where.items():
-            fallback.setdefault(w.lower(), []).extend(rows)
+        for w, word_rows in where.items():
+            fallback.setdefault(w.lower(), []).extend(word_rows)
     name = os.fspath(path)
     found_rows: dict[int, np.ndarray] = {}
     file_words: list[str] = []
