@@ -87,7 +87,7 @@ class Device:
         _default_device = self._previous.pop()
 
 
-class TestArray(np.ndarray):  # type: ignore[type-arg]
+class TestArray(np.ndarray):  # type: ignore[type-arg,unused-ignore]
     """The ``testcpu`` device's array type: an ndarray that is not a plain ndarray."""
 
 
@@ -147,7 +147,7 @@ def _make_device(name: str) -> Device:
         return Device("testcpu", _TestXP())
     if name == "cuda":
         try:
-            import cupy  # imported here only: the rest of tinyseq never imports cupy
+            import cupy  # type: ignore[import-not-found,unused-ignore]  # imported here only: the rest of tinyseq never imports cupy
         except ImportError as err:
             raise RuntimeError(
                 "device 'cuda' needs CuPy: install tinyseq[cuda13] or tinyseq[cuda12]"
@@ -200,7 +200,7 @@ def device_of(array: Any) -> Device:
     raise TypeError(f"not an array tinyseq knows: {t.__name__}")
 
 
-def to_numpy(array: Any) -> np.ndarray:  # type: ignore[type-arg]
+def to_numpy(array: Any) -> np.ndarray:  # type: ignore[type-arg,unused-ignore]
     """A host NumPy copy (or view for ``cpu``) of an array on any device."""
     if type(array) is np.ndarray:
         return array
@@ -217,7 +217,7 @@ def to_numpy(array: Any) -> np.ndarray:  # type: ignore[type-arg]
 def scatter_add(dev: Device, target: Any, index: Any, values: Any) -> None:
     """``target[index] += values`` with repeated indices accumulated (in place)."""
     if dev.name == "cuda":
-        import cupyx
+        import cupyx  # type: ignore[import-not-found,unused-ignore]
 
         cupyx.scatter_add(target, index, values)
     else:

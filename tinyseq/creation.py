@@ -60,6 +60,8 @@ def arange(start: float, stop: float | None = None, step: float = 1, dtype: Any 
     dev = backend.get_device(device)
     if stop is None:
         start, stop = 0, start
+    if dtype is None and any(isinstance(v, float) for v in (start, stop, step)):
+        dtype = backend.get_default_dtype()  # like ts.tensor: float data gets the default
     return _wrap(dev.xp.arange(start, stop, step, dtype=dtype), dev)
 
 

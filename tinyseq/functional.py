@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from . import backend
 from .tensor import Array, Tensor, _make
 
@@ -15,8 +17,10 @@ __all__ = ["softmax", "log_softmax", "logsumexp", "embedding", "dropout"]
 
 
 def _lse(xp: Any, x: Array, axis: int) -> Array:
-    # subtract the max so exp never overflows (stable for logits of any size)
+    # subtract the max so exp never overflows (stable for logits of any size); a row
+    # that is all -inf keeps -inf instead of becoming nan (-inf - -inf)
     m = x.max(axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0).astype(x.dtype, copy=False)
     s = xp.exp(x - m).sum(axis=axis, keepdims=True)
     return xp.log(s) + m
 
@@ -59,8 +63,14 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
 
 def embedding(indices: Tensor | Array, weight: Tensor) -> Tensor:
     """Rows of ``weight`` (V, D) picked by integer ``indices`` (...) -> (..., D)."""
-    idx = indices.data if isinstance(indices, Tensor) else indices
-    if getattr(idx, "dtype", None) is None or idx.dtype.kind not in "iu":
+    dev = weight.device
+    if isinstance(indices, Tensor):
+        idx = indices.data
+    else:  # a list or a host array: moved to the weight's device
+        idx = indices if hasattr(indices, "dtype") else np.asarray(indices)
+        if type(idx) is np.ndarray and dev.name != "cpu":
+            idx = dev.xp.asarray(idx)
+    if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding indices must be integers, got {getattr(idx, 'dtype', type(idx))}")
     if isinstance(indices, Tensor) and indices.device is not weight.device:
         raise RuntimeError(
@@ -73,7 +83,6 @@ def embedding(indices: Tensor | Array, weight: Tensor) -> Tensor:
             f"embedding index out of range: got values in [{int(idx.min())}, "
             f"{int(idx.max())}], the table has {vocab} rows"
         )
-    dev = weight.device
     wshape, wdtype = weight.data.shape, weight.data.dtype
 
     def backward(g: Array) -> tuple[Array]:

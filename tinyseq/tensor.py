@@ -41,12 +41,12 @@ def is_grad_enabled() -> bool:
     return _GradMode.enabled
 
 
-class set_grad_enabled(contextlib.ContextDecorator):
-    """Context manager / decorator that turns graph recording on or off."""
+class _GradModeContext(contextlib.ContextDecorator):
+    """Sets the recording mode on entry and restores the previous one on exit."""
 
     def __init__(self, mode: bool) -> None:
         self.mode = mode
-        self.prev: list[bool] = []
+        self.prev: list[bool] = []  # a stack: the same object may be entered re-entrantly
 
     def __enter__(self) -> None:
         self.prev.append(_GradMode.enabled)
@@ -56,14 +56,42 @@ class set_grad_enabled(contextlib.ContextDecorator):
         _GradMode.enabled = self.prev.pop()
 
 
-class no_grad(set_grad_enabled):
+class set_grad_enabled(_GradModeContext):
+    """Turn graph recording on or off: a plain call, a context manager or a decorator.
+
+    As in PyTorch, ``ts.set_grad_enabled(False)`` takes effect at once; in a ``with``
+    block the previous mode comes back at the end.
+    """
+
+    def __init__(self, mode: bool) -> None:
+        super().__init__(mode)
+        self._before: bool | None = _GradMode.enabled
+        _GradMode.enabled = mode
+
+    def __enter__(self) -> None:
+        if self._before is None:
+            super().__enter__()
+            return
+        # the constructor already switched: restore what was there before it on exit
+        self.prev.append(self._before)
+        self._before = None
+
+    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:  # type: ignore[override]
+        # used as a decorator: undo the constructor's switch, apply it per call instead
+        if self._before is not None:
+            _GradMode.enabled = self._before
+            self._before = None
+        return super().__call__(func)
+
+
+class no_grad(_GradModeContext):
     """``with ts.no_grad():`` or ``@ts.no_grad()``: record no graph (inference)."""
 
     def __init__(self) -> None:
         super().__init__(False)
 
 
-class enable_grad(set_grad_enabled):
+class enable_grad(_GradModeContext):
     """Turn graph recording back on inside a ``no_grad`` block."""
 
     def __init__(self) -> None:
@@ -76,6 +104,11 @@ def _freed(grad: Array) -> Sequence[Array | None]:
         "freed by the first backward. Call backward(retain_graph=True) the first time "
         "if you need to backward twice."
     )
+
+
+# what a node's context becomes after a backward without retain_graph: the closure (and
+# the arrays it saved) and the links to the parents are dropped, so memory is released
+_FREED: tuple[Backward, tuple[Tensor, ...]] = (_freed, ())
 
 
 class Tensor:
@@ -104,6 +137,8 @@ class Tensor:
     ) -> None:
         if isinstance(data, Tensor):
             data = data.data
+        elif isinstance(data, np.generic):  # numpy scalar: a 0-d array, same dtype
+            data = np.asarray(data)
         dev = backend.get_device(device) if device is not None else None
         try:
             src = backend.device_of(data)
@@ -122,8 +157,6 @@ class Tensor:
             arr = _move(data, src, dev)
         if dtype is not None and arr.dtype != np.dtype(dtype):
             arr = arr.astype(dtype)
-        if arr.ndim == 0 and not hasattr(arr, "shape"):
-            arr = dev.xp.asarray(arr)
         if requires_grad and arr.dtype.kind != "f":
             raise TypeError(f"only floating tensors can require gradients, got {arr.dtype}")
         self.data = arr
@@ -159,10 +192,14 @@ class Tensor:
         return self.transpose()
 
     def __len__(self) -> int:
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
         return int(self.data.shape[0])
 
     def __repr__(self) -> str:
-        body = np.array2string(backend.to_numpy(self.data), precision=4, separator=", ")
+        body = np.array2string(
+            backend.to_numpy(self.data), precision=4, separator=", ", prefix="tensor("
+        )
         extra = f", device='{self.device.name}'" if self.device.name != "cpu" else ""
         if self.dtype != backend.float32:
             extra += f", dtype={self.dtype}"
@@ -182,7 +219,7 @@ class Tensor:
         return int(self.item())
 
     # ---- conversion ---------------------------------------------------------------
-    def numpy(self) -> np.ndarray:  # type: ignore[type-arg]
+    def numpy(self) -> np.ndarray:  # type: ignore[type-arg,unused-ignore]
         """The values as a NumPy array (copied off the GPU; shares memory on cpu)."""
         if self.requires_grad:
             raise RuntimeError("call .detach().numpy() on a tensor that requires grad")
@@ -298,6 +335,8 @@ class Tensor:
                     f"gradient has shape {tuple(g.shape)}, expected the tensor's shape "
                     f"{self.shape}"
                 )
+            if g.dtype != self.dtype:
+                g = g.astype(self.dtype)
         _run_backward(self, g, retain_graph)
 
     # ---- arithmetic ---------------------------------------------------------------
@@ -344,7 +383,7 @@ class Tensor:
         return self
 
     # comparisons give boolean tensors with no gradient
-    def __lt__(self, other: Operand) -> Tensor:  # type: ignore[override]
+    def __lt__(self, other: Operand) -> Tensor:  # type: ignore[override,unused-ignore]
         return _compare(self, other, "less")
 
     def __le__(self, other: Operand) -> Tensor:
@@ -460,46 +499,60 @@ def _identity_backward(g: Array) -> tuple[Array]:
 
 
 def _run_backward(root: Tensor, grad: Array, retain_graph: bool) -> None:
-    # Topological order by iterative depth-first search (no recursion limit).
-    order: list[Tensor] = []
-    seen: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    # Kahn's algorithm, no recursion (deep graphs are fine): first count how many
+    # consumers each node has in this graph, then visit a node once all of them have
+    # sent it their gradient.
+    pending: dict[int, int] = {}
+    stack = [root]
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
+        ctx = stack.pop()._ctx
+        if ctx is None:
             continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        ctx = node._ctx
-        if ctx is not None:
-            for p in ctx[1]:
-                if p.requires_grad and id(p) not in seen:
-                    stack.append((p, False))
+        for p in ctx[1]:
+            if p.requires_grad:
+                key = id(p)
+                if key in pending:
+                    pending[key] += 1
+                else:
+                    pending[key] = 1
+                    stack.append(p)
     grads: dict[int, Array] = {id(root): grad}
-    for node in reversed(order):
+    ready = [root]
+    while ready:
+        node = ready.pop()
         g = grads.pop(id(node), None)
-        if g is None:
-            continue
         ctx = node._ctx
         if ctx is None:
-            _accumulate(node, g)
+            if g is not None:
+                _accumulate(node, g)
             continue
-        if node._retain:
-            _accumulate(node, g)
         fn, parents = ctx
-        pgrads = fn(g)
-        if not retain_graph:
-            node._ctx = (_freed, parents)
+        if g is None:  # no gradient reached this node: only release its parents
+            pgrads: Sequence[Array | None] = [None] * len(parents)
+        else:
+            if node._retain:
+                _accumulate(node, g)
+            pgrads = fn(g)
+            if len(pgrads) != len(parents):
+                raise RuntimeError(
+                    f"a backward function returned {len(pgrads)} gradients for "
+                    f"{len(parents)} inputs"
+                )
+            if not retain_graph:
+                node._ctx = _FREED
         for p, pg in zip(parents, pgrads):
-            if pg is None or not p.requires_grad:
+            if not p.requires_grad:
                 continue
             key = id(p)
-            prev = grads.get(key)
-            # never add in place: pg may alias another node's gradient
-            grads[key] = pg if prev is None else prev + pg
+            if pg is not None:
+                prev = grads.get(key)
+                # never add in place: pg may alias another node's gradient
+                grads[key] = pg if prev is None else prev + pg
+            left = pending[key] - 1
+            if left:
+                pending[key] = left
+            else:
+                ready.append(p)
 
 
 def _accumulate(leaf: Tensor, g: Array) -> None:
@@ -511,11 +564,14 @@ def _accumulate(leaf: Tensor, g: Array) -> None:
 
 
 def _move(data: Array, src: Device, dst: Device) -> Array:
+    """A copy of ``data`` on ``dst`` (never a view: the two tensors must not share memory)."""
     if src is dst:
         return data
     host = backend.to_numpy(data)
+    if src.name != "cuda":  # cpu/testcpu arrays: to_numpy gives a view, copy it
+        host = host.copy()
     if dst.name == "cpu":
-        return host.copy() if host is data else host
+        return host
     return dst.xp.asarray(host)
 
 
@@ -539,11 +595,24 @@ def _check(a: Tensor, b: Tensor, op: str) -> None:
 def _as_operand(value: Any, like: Tensor) -> Tensor:
     if isinstance(value, Tensor):
         return value
-    if isinstance(value, (int, float, bool, np.generic)):
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (int, float, bool)):
         return _wrap(like.device.xp.asarray(value, dtype=like.dtype), like.device)
-    if hasattr(value, "shape"):  # an array: keep its dtype so mismatches are reported
-        return Tensor(value, device=like.device)
+    if hasattr(value, "shape"):
+        # an array keeps its device and dtype, so a mismatch is reported, not hidden
+        return Tensor(value)
     return Tensor(value, device=like.device, dtype=like.dtype)
+
+
+def _coerce(value: Any, like: Tensor) -> Tensor | int | float:
+    """A non-Tensor operand: a Python number (kept: numpy keeps the tensor's dtype for
+    those), or a Tensor made from an array or list."""
+    if isinstance(value, np.generic):
+        value = value.item()  # a numpy float64 scalar would promote float32 data
+    if isinstance(value, (int, float)):
+        return value
+    return _as_operand(value, like)
 
 
 def _scalar_like(value: Operand, like: Tensor) -> Tensor:
@@ -589,7 +658,9 @@ def _unbroadcast(g: Array, shape: tuple[int, ...]) -> Array:
 def add(a: Tensor, b: Operand) -> Tensor:
     """a + b with broadcasting."""
     if not isinstance(b, Tensor):
-        return _make(a.data + b, a.device, (a,), _identity_backward)
+        b = _coerce(b, a)
+        if not isinstance(b, Tensor):
+            return _make(a.data + b, a.device, (a,), _identity_backward)
     if a.device is not b.device or a.data.dtype != b.data.dtype:
         _mismatch(a, b, "add")
     sa, sb = a.data.shape, b.data.shape
@@ -603,7 +674,9 @@ def add(a: Tensor, b: Operand) -> Tensor:
 def sub(a: Tensor, b: Operand) -> Tensor:
     """a - b with broadcasting."""
     if not isinstance(b, Tensor):
-        return _make(a.data - b, a.device, (a,), _identity_backward)
+        b = _coerce(b, a)
+        if not isinstance(b, Tensor):
+            return _make(a.data - b, a.device, (a,), _identity_backward)
     if a.device is not b.device or a.data.dtype != b.data.dtype:
         _mismatch(a, b, "sub")
     sa, sb = a.data.shape, b.data.shape
@@ -617,12 +690,14 @@ def sub(a: Tensor, b: Operand) -> Tensor:
 def mul(a: Tensor, b: Operand) -> Tensor:
     """a * b with broadcasting."""
     if not isinstance(b, Tensor):
-        s = b
+        b = _coerce(b, a)
+        if not isinstance(b, Tensor):
+            s = b
 
-        def backward_scalar(g: Array) -> tuple[Array]:
-            return (g * s,)
+            def backward_scalar(g: Array) -> tuple[Array]:
+                return (g * s,)
 
-        return _make(a.data * s, a.device, (a,), backward_scalar)
+            return _make(a.data * s, a.device, (a,), backward_scalar)
     if a.device is not b.device or a.data.dtype != b.data.dtype:
         _mismatch(a, b, "mul")
     ad, bd = a.data, b.data
@@ -638,7 +713,14 @@ def mul(a: Tensor, b: Operand) -> Tensor:
 def div(a: Tensor, b: Operand) -> Tensor:
     """a / b with broadcasting."""
     if not isinstance(b, Tensor):
-        return mul(a, 1.0 / b)
+        b = _coerce(b, a)
+        if not isinstance(b, Tensor):
+            s = b
+
+            def backward_scalar(g: Array) -> tuple[Array]:
+                return (g / s,)
+
+            return _make(a.data / s, a.device, (a,), backward_scalar)
     if a.device is not b.device or a.data.dtype != b.data.dtype:
         _mismatch(a, b, "div")
     ad, bd = a.data, b.data
@@ -662,24 +744,40 @@ def _neg_backward(g: Array) -> tuple[Array]:
 
 
 def pow(a: Tensor, exponent: Operand) -> Tensor:
-    """a ** exponent (a number, or a tensor: then a must be positive)."""
-    if not isinstance(exponent, Tensor):
-        p = exponent
-        ad = a.data
-        out = ad**p
+    """a ** exponent, a number or a tensor (broadcasting).
 
-        def backward_scalar(g: Array) -> tuple[Array]:
-            return (g * (p * ad ** (p - 1)),)
-
-        return _make(out, a.device, (a,), backward_scalar)
-    _check(a, exponent, "pow")
-    ad, ed = a.data, exponent.data
-    out = ad**ed
+    Gradients follow PyTorch at the edges: zero for the base where the exponent is 0,
+    zero for the exponent where the base is 0 and the exponent >= 0 (else log(a) of a
+    non-positive base gives nan, as it should).
+    """
     xp = a.device.xp
+    ad = a.data
+    if not isinstance(exponent, Tensor):
+        p = _coerce(exponent, a)
+        if not isinstance(p, Tensor):
+            out = ad**p
+
+            def backward_scalar(g: Array) -> tuple[Array]:
+                if p == 0:
+                    return (xp.zeros_like(g),)
+                with np.errstate(divide="ignore", invalid="ignore"):  # 0 ** negative: inf
+                    return (g * (p * ad ** (p - 1)),)
+
+            return _make(out, a.device, (a,), backward_scalar)
+        exponent = p
+    _check(a, exponent, "pow")
+    ed = exponent.data
+    out = ad**ed
 
     def backward(g: Array) -> tuple[Array | None, Array | None]:
-        ga = _unbroadcast(g * ed * ad ** (ed - 1), ad.shape) if a.requires_grad else None
-        gb = _unbroadcast(g * out * xp.log(ad), ed.shape) if exponent.requires_grad else None
+        ga = gb = None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if a.requires_grad:
+                da = xp.where(ed == 0, 0, ed * ad ** (ed - 1)).astype(g.dtype, copy=False)
+                ga = _unbroadcast(g * da, ad.shape)
+            if exponent.requires_grad:
+                de = xp.where((ad == 0) & (ed >= 0), 0, out * xp.log(ad))
+                gb = _unbroadcast(g * de.astype(g.dtype, copy=False), ed.shape)
         return ga, gb
 
     return _make(out, a.device, (a, exponent), backward)
@@ -813,9 +911,13 @@ def _norm_axes(axis: int | tuple[int, ...] | None, ndim: int) -> tuple[int, ...]
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     out = []
     for ax in axes:
-        if not -ndim <= ax < builtins.max(ndim, 1):
+        # a 0-d tensor accepts axis 0 and -1 (as PyTorch does) and reduces nothing
+        if not -builtins.max(ndim, 1) <= ax < builtins.max(ndim, 1):
             raise ValueError(f"axis {ax} is out of range for a tensor with {ndim} dimensions")
-        out.append(ax % ndim if ndim else 0)
+        if ndim:
+            out.append(ax % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"repeated axis in {axis}")
     return tuple(out)
 
 
@@ -861,9 +963,9 @@ def max(a: Tensor, axis: int | tuple[int, ...] | None = None, keepdims: bool = F
     out = kept if keepdims else xp.asarray(kept.reshape([n for i, n in enumerate(ad.shape) if i not in axes]))
 
     def backward(g: Array) -> tuple[Array]:
-        hit = ad == kept
-        count = hit.sum(axis=axes, keepdims=True)
-        return (_expand_reduced(g, ad.shape, axes, keepdims) * hit / count,)
+        share = (ad == kept).astype(g.dtype)  # in the data's dtype (a bool/int ratio is float64)
+        share /= share.sum(axis=axes, keepdims=True)
+        return (_expand_reduced(g, ad.shape, axes, keepdims) * share,)
 
     return _make(out, a.device, (a,), backward)
 
@@ -912,6 +1014,11 @@ def swapaxes(a: Tensor, axis1: int, axis2: int) -> Tensor:
 def expand_dims(a: Tensor, axis: int) -> Tensor:
     """Insert a dimension of size 1 at ``axis``."""
     shape = list(a.data.shape)
+    if not -len(shape) - 1 <= axis <= len(shape):
+        raise ValueError(
+            f"expand_dims: axis {axis} is out of range for a tensor with {len(shape)} "
+            f"dimensions (expected {-len(shape) - 1} to {len(shape)})"
+        )
     axis = axis if axis >= 0 else axis + len(shape) + 1
     shape.insert(axis, 1)
     return reshape(a, tuple(shape))
@@ -930,12 +1037,12 @@ def squeeze(a: Tensor, axis: int | None = None) -> Tensor:
 
 def getitem(a: Tensor, index: Any) -> Tensor:
     """``a[index]``: basic slicing and integer-array indexing; repeated indices add up."""
-    if isinstance(index, Tensor):
-        index = index.data
-    elif isinstance(index, tuple):
-        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
-    out = a.data[index]
     dev = a.device
+    if isinstance(index, tuple):
+        index = tuple(_index_on(dev, i) for i in index)
+    else:
+        index = _index_on(dev, index)
+    out = a.data[index]
     shape, dtype = a.data.shape, a.data.dtype
 
     def backward(g: Array) -> tuple[Array]:
@@ -944,6 +1051,16 @@ def getitem(a: Tensor, index: Any) -> Tensor:
         return (full,)
 
     return _make(out, dev, (a,), backward)
+
+
+def _index_on(dev: Device, index: Any) -> Any:
+    """An index component as ``dev`` can use it: Tensors and host arrays are moved there
+    (as PyTorch accepts a CPU index for a CUDA tensor)."""
+    if isinstance(index, Tensor):
+        return _move(index.data, index.device, dev) if index.device is not dev else index.data
+    if dev.name != "cpu" and type(index) is np.ndarray:
+        return dev.xp.asarray(index)
+    return index
 
 
 def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
@@ -985,7 +1102,10 @@ def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
 def split(a: Tensor, sections: int | Sequence[int], axis: int = 0) -> list[Tensor]:
     """Split into pieces: ``sections`` equal parts, or at the given indices (numpy's rule)."""
     n = a.data.shape[axis]
-    if isinstance(sections, int):
+    if isinstance(sections, (int, np.integer)):
+        sections = int(sections)
+        if sections <= 0:
+            raise ValueError(f"split: the number of sections must be positive, got {sections}")
         if n % sections:
             raise ValueError(f"split: axis {axis} of size {n} does not divide into {sections}")
         step = n // sections
@@ -1022,9 +1142,12 @@ def where(condition: Tensor | Array, a: Operand, b: Operand) -> Tensor:
     ta = _as_operand(a, like)
     tb = _as_operand(b, like)
     _check(ta, tb, "where")
-    cond = condition.data if isinstance(condition, Tensor) else condition
-    if isinstance(condition, Tensor) and condition.device is not like.device:
-        _mismatch(like, condition, "where")
+    if isinstance(condition, Tensor):
+        if condition.device is not like.device:
+            _mismatch(like, condition, "where")
+        cond = condition.data
+    else:
+        cond = _index_on(like.device, condition)  # a host mask moves to the device
     xp = like.device.xp
     out = xp.where(cond, ta.data, tb.data)
     sa, sb = ta.data.shape, tb.data.shape

@@ -22,7 +22,7 @@ def _scalar_output(fn: Callable[..., Any], inputs: Sequence[Tensor], weights: li
     outs = out if isinstance(out, (tuple, list)) else (out,)
     total = None
     for o, w in zip(outs, weights):
-        if o is None:
+        if o is None or w is None:
             continue
         term = (o * _wrap(w, o.device)).sum()
         total = term if total is None else total + term
@@ -31,18 +31,18 @@ def _scalar_output(fn: Callable[..., Any], inputs: Sequence[Tensor], weights: li
 
 def numerical_grad(
     fn: Callable[[], float], array: Any, eps: float = 1e-6
-) -> np.ndarray:  # type: ignore[type-arg]
+) -> np.ndarray:  # type: ignore[type-arg,unused-ignore]
     """d fn() / d array by central differences, perturbing ``array`` in place."""
     grad = np.zeros(array.shape, dtype=np.float64)
-    flat = array.reshape(-1)
-    for i in range(flat.size):
-        orig = flat[i].item()
-        flat[i] = orig + eps
+    # index the array itself: reshape(-1) of a non-contiguous array is a copy
+    for i in np.ndindex(*array.shape):
+        orig = array[i].item()
+        array[i] = orig + eps
         plus = fn()
-        flat[i] = orig - eps
+        array[i] = orig - eps
         minus = fn()
-        flat[i] = orig
-        grad.reshape(-1)[i] = (plus - minus) / (2 * eps)
+        array[i] = orig
+        grad[i] = (plus - minus) / (2 * eps)
     return grad
 
 
@@ -69,9 +69,9 @@ def gradcheck(
     rng = np.random.default_rng(seed)
     probe = fn(*inputs)
     probes = probe if isinstance(probe, (tuple, list)) else (probe,)
-    weights = []
+    weights: list[Any] = []
     for o in probes:
-        if o is None:
+        if o is None or o.dtype.kind != "f":  # e.g. an integer or boolean side output
             weights.append(None)
             continue
         w = rng.standard_normal(o.shape)
