@@ -1,11 +1,87 @@
-"""Fused whole-sequence kernels for the built-in cells (placeholder: step path only)."""
+"""Fused whole-sequence kernels for the built-in cells, as one autograd node per call.
+
+``run(kind, cell, x, state, mask, reverse, **options)`` is what a built-in cell's
+``fused_sequence`` calls. It runs the kernel for ``kind`` ("rnn", "simple_gru", "gru",
+"lstm") over all T steps and records one graph node whose outputs are (y, *final_state)
+and whose parents are x, the initial state and the cell's weights. It returns None —
+so the recurrent layer falls back to the step path — where no kernel applies: a device
+without kernels (``cuda`` for now), mixed dtypes or devices, or an empty sequence.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from .kernels import KERNELS, MaskInfo
+from .tensor import Tensor, _wrap, custom_multi, is_grad_enabled
 
-def run(kind: str, cell: Any, x: Any, state: Any, mask: Any, reverse: bool, **options: Any) -> Any:
-    """Run a built-in cell's fused kernel over a sequence, or None when there is none."""
-    del kind, cell, x, state, mask, reverse, options
-    return None
+__all__ = ["run", "SUPPORTED_DEVICES"]
+
+SUPPORTED_DEVICES = ("cpu", "testcpu")
+
+
+def run(
+    kind: str,
+    cell: Any,
+    x: Tensor,
+    state: tuple[Tensor, ...],
+    mask: Any,
+    reverse: bool,
+    **options: Any,
+) -> tuple[Tensor, tuple[Tensor, ...]] | None:
+    """Run cell ``kind``'s fused kernel over x (T, B, I) from ``state`` (each (B, H)).
+
+    mask: (T, B) bool (True = valid step) or None. Returns (y (T, B, H), final state)
+    — y is 0 at padded steps, which leave the state unchanged — or None when there
+    is no kernel for this case.
+    """
+    kernel = KERNELS.get(kind)
+    if kernel is None:
+        return None
+    dev = x.device
+    if dev.name not in SUPPORTED_DEVICES or x.ndim != 3 or x.shape[0] == 0:
+        return None
+    w_ih, w_hh = cell.weight_ih, cell.weight_hh
+    b_ih, b_hh = getattr(cell, "bias_ih", None), getattr(cell, "bias_hh", None)
+    weights = [w for w in (w_ih, w_hh, b_ih, b_hh) if w is not None]
+    dtype = x.dtype
+    for t in (*state, *weights):
+        if t.device is not dev or t.dtype != dtype:
+            return None
+    xp = dev.xp
+    T, B, _ = x.shape
+    info = MaskInfo.make(xp, mask, T, B)
+    parents = (x, *state, *weights)
+    training = is_grad_enabled() and any(p.requires_grad for p in parents)
+    y, final, cache = kernel.forward(
+        xp,
+        xp.ascontiguousarray(x.data),
+        tuple(s.data for s in state),
+        w_ih.data,
+        w_hh.data,
+        None if b_ih is None else b_ih.data,
+        None if b_hh is None else b_hh.data,
+        info,
+        reverse,
+        training,
+        **options,
+    )
+    if not training:
+        return _wrap(y, dev), tuple(_wrap(f, dev) for f in final)
+    n_state = len(state)
+    need_dx = x.requires_grad
+    has = (b_ih is not None, b_hh is not None)
+
+    def backward(grads: list[Any]) -> list[Any]:
+        dy, d_final = grads[0], tuple(grads[1:])
+        dx, *rest = kernel.backward(cache, dy, d_final, need_dx)
+        d_state, (dw_ih, dw_hh, db_ih, db_hh) = rest[:n_state], rest[n_state:]
+        out = [dx, *d_state, dw_ih, dw_hh]
+        if has[0]:
+            out.append(db_ih)
+        if has[1]:
+            out.append(db_hh)
+        return out
+
+    outs = custom_multi([y, *final], parents, backward, device=dev)
+    return outs[0], tuple(outs[1:])

@@ -1,0 +1,196 @@
+"""Fused GRU over a whole sequence, in both reset forms (NumPy-style in-place code).
+
+Gates (r, z, n) as in PyTorch, h = (1 - z) * n + z * h_prev. ``reset_after=True``
+(PyTorch, cuDNN): n = tanh(W_in x + b_in + r * (W_hn h + b_hn)); ``reset_after=False``
+(the lecture): n = tanh(W_in x + b_in + W_hn (r * h) + b_hn), which needs a second
+recurrent product per step because r must be known before W_hn is applied.
+Saved for backward: the activated gates (T, B, 3H), the states (T + 1, B, H) and one
+(T, B, H) buffer — W_hn h + b_hn (reset after) or r * h (reset before): 5 per T*B*H.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .sequence import MaskInfo, Steps
+from .workspace import dsigmoid_, dtanh_, sigmoid_, workspace
+
+__all__ = ["forward", "backward"]
+
+Array = Any
+
+
+def forward(
+    xp: Any,
+    x: Array,
+    state: tuple[Array, ...],
+    w_ih: Array,
+    w_hh: Array,
+    b_ih: Array | None,
+    b_hh: Array | None,
+    mask: MaskInfo | None,
+    reverse: bool,
+    training: bool,
+    reset_after: bool = True,
+) -> tuple[Array, tuple[Array, ...], Any]:
+    """x (T, B, I), state (h0,) (B, H) -> (y (T, B, H), (h_T,), cache|None)."""
+    T, B, n_in = x.shape
+    H = w_hh.shape[1]
+    dt = x.dtype
+    steps = Steps(T, reverse)
+    shape = (T, B, 3 * H)
+    gates = xp.empty(shape, dtype=dt) if training else workspace.take(xp, shape, dt)
+    flat = gates.reshape(T * B, 3 * H)
+    xp.matmul(x.reshape(T * B, n_in), w_ih.T, out=flat)
+    # biases that are plain additions to a gate's pre-activation go in once, here
+    b_hn = None
+    if b_ih is not None or b_hh is not None:
+        bias = xp.zeros((3 * H,), dtype=dt)
+        if b_ih is not None:
+            xp.add(bias, b_ih, out=bias)
+        if b_hh is not None:
+            if reset_after:
+                xp.add(bias[: 2 * H], b_hh[: 2 * H], out=bias[: 2 * H])
+                b_hn = b_hh[2 * H :]
+            else:
+                xp.add(bias, b_hh, out=bias)
+        xp.add(flat, bias, out=flat)
+    hs = xp.empty((T + 1, B, H), dtype=dt)
+    hs[steps.initial_slot()] = state[0]
+    # (T, B, H) per-step extra: W_hn h + b_hn (reset after) or r * h (reset before)
+    extra = xp.empty((T, B, H), dtype=dt) if training else None
+    scratch = workspace.take(xp, (B, H), dt)
+    rec = workspace.take(xp, (B, 3 * H if reset_after else 2 * H), dt)
+    w_hh_t = w_hh.T
+    w_hrz_t, w_hn_t = w_hh[: 2 * H].T, w_hh[2 * H :].T
+    for t in steps.order:
+        hp, hn = hs[t + steps.prev], hs[t + steps.new]
+        g = gates[t]
+        rz, r, z, n = g[:, : 2 * H], g[:, :H], g[:, H : 2 * H], g[:, 2 * H :]
+        e = extra[t] if extra is not None else scratch
+        if reset_after:
+            xp.matmul(hp, w_hh_t, out=rec)
+            xp.add(rz, rec[:, : 2 * H], out=rz)
+            sigmoid_(xp, rz)
+            if b_hn is not None:
+                xp.add(rec[:, 2 * H :], b_hn, out=e)
+            else:
+                xp.copyto(e, rec[:, 2 * H :])
+            xp.multiply(r, e, out=hn)  # hn as scratch until the end of the step
+            xp.add(n, hn, out=n)
+        else:
+            xp.matmul(hp, w_hrz_t, out=rec)
+            xp.add(rz, rec, out=rz)
+            sigmoid_(xp, rz)
+            xp.multiply(r, hp, out=e)
+            xp.matmul(e, w_hn_t, out=hn)
+            xp.add(n, hn, out=n)
+        xp.tanh(n, out=n)
+        # h = n + z * (h_prev - n)
+        xp.subtract(hp, n, out=hn)
+        xp.multiply(hn, z, out=hn)
+        xp.add(hn, n, out=hn)
+        if mask is not None and mask.padded_steps[t]:
+            xp.copyto(hn, hp, where=mask.pad[t])
+    workspace.give(xp, scratch, rec)
+    y = steps.outputs(hs)
+    if mask is not None:
+        y = y * mask.valid
+    h_t = hs[steps.final_slot()].copy()
+    if not training:
+        workspace.give(xp, gates)
+        return y, (h_t,), None
+    has_bias = (b_ih is not None, b_hh is not None)
+    return y, (h_t,), (xp, x, w_ih, w_hh, has_bias, gates, extra, hs, mask, steps, reset_after)
+
+
+def backward(
+    cache: Any, dy: Array | None, d_state: tuple[Array | None, ...], need_dx: bool = True
+) -> tuple[Array | None, ...]:
+    """Gradients (dx, dh0, dW_ih, dW_hh, db_ih, db_hh) from dy and (dh_T,)."""
+    xp, x, w_ih, w_hh, has_bias, gates, extra, hs, mask, steps, reset_after = cache
+    T, B, n_in = x.shape
+    H = w_hh.shape[1]
+    dt = x.dtype
+    # d: gradients of the pre-activations as the recurrent product sees them; reset
+    # after, its n block is dn_pre * r and dn_pre itself (the input side) goes to dn_x
+    d_all = workspace.take(xp, (T, B, 3 * H), dt)
+    dn_x: Any = workspace.take(xp, (T, B, H), dt) if reset_after else None
+    dh = xp.zeros((B, H), dtype=dt) if d_state[0] is None else d_state[0].astype(dt, copy=True)
+    dhp = xp.empty((B, H), dtype=dt)
+    if dy is not None and mask is not None:
+        dy = dy * mask.valid
+    tmp = workspace.take(xp, (B, H), dt)
+    drh = workspace.take(xp, (B, H), dt)
+    w_hrz, w_hn = w_hh[: 2 * H], w_hh[2 * H :]
+    for t in steps.backward_order:
+        if dy is not None:
+            xp.add(dh, dy[t], out=dh)
+        g, d, e = gates[t], d_all[t], extra[t]
+        r, z, n = g[:, :H], g[:, H : 2 * H], g[:, 2 * H :]
+        dr, dz, dn = d[:, :H], d[:, H : 2 * H], d[:, 2 * H :]
+        hp = hs[t + steps.prev]
+        dnp = dn_x[t] if dn_x is not None else dn  # gradient of n's pre-activation
+        xp.subtract(1.0, z, out=tmp)
+        xp.multiply(dh, tmp, out=dnp)
+        dtanh_(xp, dnp, n, tmp)
+        xp.subtract(hp, n, out=dz)
+        xp.multiply(dz, dh, out=dz)
+        dsigmoid_(xp, dz, z, tmp)
+        padded = mask is not None and mask.padded_steps[t]
+        if reset_after:
+            xp.multiply(dnp, e, out=dr)
+            dsigmoid_(xp, dr, r, tmp)
+            xp.multiply(dnp, r, out=dn)
+            if padded:
+                xp.copyto(d, 0, where=mask.pad[t])
+                xp.copyto(dnp, 0, where=mask.pad[t])
+            xp.matmul(d, w_hh, out=dhp)
+        else:
+            xp.matmul(dnp, w_hn, out=drh)  # gradient of r * h_prev
+            xp.multiply(drh, hp, out=dr)
+            dsigmoid_(xp, dr, r, tmp)
+            if padded:
+                xp.copyto(d, 0, where=mask.pad[t])
+            xp.matmul(d[:, : 2 * H], w_hrz, out=dhp)
+            xp.multiply(drh, r, out=drh)
+            xp.add(dhp, drh, out=dhp)
+        # direct path: dh_prev += dh * z
+        xp.multiply(dh, z, out=tmp)
+        xp.add(dhp, tmp, out=dhp)
+        if padded:
+            xp.copyto(dhp, dh, where=mask.pad[t])
+        dh, dhp = dhp, dh
+    workspace.give(xp, tmp, drh)
+    flat = d_all.reshape(T * B, 3 * H)
+    x2 = x.reshape(T * B, n_in)
+    h_in = steps.inputs(hs).reshape(T * B, H)
+    if reset_after:
+        dnx = dn_x.reshape(T * B, H)
+        dx = None
+        if need_dx:
+            dx = xp.matmul(flat[:, : 2 * H], w_ih[: 2 * H])
+            dx += xp.matmul(dnx, w_ih[2 * H :])
+            dx = dx.reshape(T, B, n_in)
+        dw_ih = xp.empty(w_ih.shape, dtype=dt)
+        xp.matmul(flat[:, : 2 * H].T, x2, out=dw_ih[: 2 * H])
+        xp.matmul(dnx.T, x2, out=dw_ih[2 * H :])
+        dw_hh = xp.matmul(flat.T, h_in)
+        db_hh = flat.sum(axis=0) if has_bias[1] else None
+        db_ih = None
+        if has_bias[0]:
+            db_ih = xp.empty((3 * H,), dtype=dt)
+            xp.sum(flat[:, : 2 * H], axis=0, out=db_ih[: 2 * H])
+            xp.sum(dnx, axis=0, out=db_ih[2 * H :])
+        workspace.give(xp, dn_x)
+    else:
+        dx = xp.matmul(flat, w_ih).reshape(T, B, n_in) if need_dx else None
+        dw_ih = xp.matmul(flat.T, x2)
+        dw_hh = xp.empty(w_hh.shape, dtype=dt)
+        xp.matmul(flat[:, : 2 * H].T, h_in, out=dw_hh[: 2 * H])
+        xp.matmul(flat[:, 2 * H :].T, extra.reshape(T * B, H), out=dw_hh[2 * H :])
+        db = flat.sum(axis=0) if any(has_bias) else None
+        db_ih = db if has_bias[0] else None
+        db_hh = db if has_bias[1] else None
+    workspace.give(xp, d_all)
+    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
