@@ -1,0 +1,249 @@
+"""Checkpoints: model state, optimizer state, JSON metadata and extra arrays in one file.
+
+    ts.save_checkpoint("run.ckpt", model, opt, metadata={"epoch": 3})
+    ckpt = ts.load_checkpoint("run.ckpt", model, opt)      # loads into both
+    ckpt.metadata["epoch"]
+
+The file is a NumPy ``.npz`` (a zip of ``.npy`` arrays) read with
+``allow_pickle=False``, so loading can never run code. Everything that is not an
+array (metadata, optimizer settings and step counts) is JSON, stored as a uint8
+array of its UTF-8 bytes. Saving writes a temporary file in the same directory,
+flushes and fsyncs it and renames it over the target, so a crash or a failed write
+leaves the previous checkpoint intact. Loading reads and checks the whole file, and
+that it fits the model and optimizer, before changing either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import backend
+from .tensor import Tensor
+
+if TYPE_CHECKING:
+    from .nn.module import Module
+    from .optim.optimizer import Optimizer
+
+__all__ = ["Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint"]
+
+FORMAT = "tinyseq-checkpoint"
+VERSION = 1
+_META = "__tinyseq__"
+
+# the .npy writer, looked up at call time (tests replace it to fail mid-write)
+_write_array = np.lib.format.write_array
+
+
+class CheckpointError(Exception):
+    """A checkpoint file cannot be written, read, or loaded into a model/optimizer."""
+
+
+@dataclass
+class Checkpoint:
+    """The contents of a checkpoint file.
+
+    model_state: name -> NumPy array (as from ``Module.state_dict``).
+    optimizer_state: as from ``Optimizer.state_dict`` (None if none was saved).
+    metadata: the JSON metadata dict. arrays: the extra arrays by name.
+    """
+
+    path: str
+    model_state: dict[str, np.ndarray] = field(default_factory=dict)
+    optimizer_state: dict[str, Any] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+# ---- encoding: arrays go to the zip, everything else to JSON ------------------------------
+def _encode(obj: Any, arrays: dict[str, np.ndarray], key: str) -> Any:
+    if hasattr(obj, "shape") and hasattr(obj, "dtype"):
+        arrays[key] = np.asarray(backend.to_numpy(obj))
+        return {"__array__": key}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, (list, tuple)):
+        return [_encode(v, arrays, f"{key}/{i}") for i, v in enumerate(obj)]
+    if isinstance(obj, Mapping):
+        if all(isinstance(k, int) and not isinstance(k, bool) for k in obj):
+            return {"__intkeys__": {str(k): _encode(v, arrays, f"{key}/{k}") for k, v in obj.items()}}
+        if all(isinstance(k, str) for k in obj):
+            return {k: _encode(v, arrays, f"{key}/{k}") for k, v in obj.items()}
+    raise TypeError(f"cannot store {type(obj).__name__} at {key!r} in a checkpoint")
+
+
+def _decode(obj: Any, arrays: Mapping[str, np.ndarray]) -> Any:
+    if isinstance(obj, list):
+        return [_decode(v, arrays) for v in obj]
+    if isinstance(obj, dict):
+        if set(obj) == {"__array__"}:
+            return arrays[obj["__array__"]]
+        if set(obj) == {"__intkeys__"}:
+            return {int(k): _decode(v, arrays) for k, v in obj["__intkeys__"].items()}
+        return {k: _decode(v, arrays) for k, v in obj.items()}
+    return obj
+
+
+def _write_npz(f: IO[bytes], arrays: Mapping[str, np.ndarray]) -> None:
+    with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in arrays.items():
+            with zf.open(name + ".npy", mode="w", force_zip64=True) as out:
+                _write_array(out, np.asanyarray(arr), allow_pickle=False)
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: Module | None,
+    optimizer: Optimizer | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    extra_arrays: Mapping[str, Any] | None = None,
+) -> None:
+    """Write ``model``'s and ``optimizer``'s state, ``metadata`` and arrays atomically.
+
+    metadata: JSON-able dict (e.g. epoch, config, ``ts.get_rng_state()``, a
+    scheduler's ``state_dict()``). extra_arrays: name -> array (any device).
+    """
+    name = os.fspath(path)
+    arrays: dict[str, np.ndarray] = {}
+    header: dict[str, Any] = {"format": FORMAT, "version": VERSION}
+    try:
+        header["model"] = None
+        if model is not None:
+            state = model.state_dict()
+            header["model"] = list(state)
+            for k, v in state.items():
+                arrays[f"model/{k}"] = v
+        header["optimizer"] = (
+            _encode(optimizer.state_dict(), arrays, "optimizer") if optimizer is not None else None
+        )
+        extras = dict(extra_arrays or {})
+        for k, v in extras.items():
+            if not isinstance(k, str):
+                raise TypeError(f"extra array names must be strings, got {k!r}")
+            arrays[f"extra/{k}"] = np.asarray(backend.to_numpy(v.data if isinstance(v, Tensor) else v))
+        header["arrays"] = list(extras)
+        header["metadata"] = dict(metadata or {})
+        text = json.dumps(header)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"cannot save checkpoint {name}: {err}") from err
+    for key, arr in arrays.items():
+        if arr.dtype.hasobject:
+            raise CheckpointError(
+                f"cannot save checkpoint {name}: array {key!r} has dtype object (it would "
+                "need pickle); store numbers or strings"
+            )
+    arrays[_META] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    directory = os.path.dirname(os.path.abspath(name))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(name)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            _write_npz(f, arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, name)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(err, (OSError, ValueError)):
+            raise CheckpointError(f"cannot save checkpoint {name}: {err}") from err
+        raise
+    # make the rename itself durable (POSIX; not possible on Windows)
+    with contextlib.suppress(OSError, AttributeError):
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _read(name: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(header, arrays) of a checkpoint file, fully read and checked."""
+    with open(name, "rb") as f:  # a missing file raises FileNotFoundError as usual
+        magic = f.read(4)
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise CheckpointError(f"{name}: not a checkpoint (not an .npz/zip archive)")
+    arrays: dict[str, np.ndarray] = {}
+    key = None
+    try:
+        with np.load(name, allow_pickle=False) as loaded:
+            for key in loaded.files:
+                arrays[key] = loaded[key]
+    except ValueError as err:
+        if "allow_pickle" in str(err):
+            raise CheckpointError(
+                f"{name}: refused: entry {key!r} holds pickled Python objects, which "
+                "checkpoints never load (loading them could run code)"
+            ) from err
+        raise CheckpointError(f"{name}: corrupt or truncated checkpoint ({err})") from err
+    except Exception as err:  # zip, zlib, EOF and OS errors: the file is damaged
+        where = f" in entry {key!r}" if key else ""
+        raise CheckpointError(
+            f"{name}: corrupt or truncated checkpoint{where} ({type(err).__name__}: {err})"
+        ) from err
+    if _META not in arrays:
+        raise CheckpointError(f"{name}: not a tinyseq checkpoint (no {_META!r} entry)")
+    try:
+        header = json.loads(arrays.pop(_META).tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise CheckpointError(f"{name}: corrupt checkpoint header ({err})") from err
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise CheckpointError(f"{name}: not a tinyseq checkpoint (unknown header)")
+    if header.get("version") != VERSION:
+        raise CheckpointError(
+            f"{name}: checkpoint format version {header.get('version')} is not supported "
+            f"(expected {VERSION})"
+        )
+    return header, arrays
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    model: Module | None = None,
+    optimizer: Optimizer | None = None,
+    strict: bool = True,
+) -> Checkpoint:
+    """Read a checkpoint and, if given, load it into ``model`` and ``optimizer``.
+
+    Everything is read and checked first (file integrity, names, shapes, optimizer
+    layout); on any problem a :class:`CheckpointError` names the file and the cause,
+    and neither the model nor the optimizer has changed.
+    """
+    name = os.fspath(path)
+    header, arrays = _read(name)
+    try:
+        model_state = {k: arrays[f"model/{k}"] for k in header.get("model") or []}
+        opt_state = _decode(header.get("optimizer"), arrays)
+        extras = {k: arrays[f"extra/{k}"] for k in header.get("arrays") or []}
+        metadata = header.get("metadata") or {}
+    except (KeyError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"{name}: corrupt checkpoint (missing entry {err})") from err
+    problems = []
+    if model is not None:
+        if header.get("model") is None:
+            problems.append("it holds no model state")
+        else:
+            problems += model._check_state_dict(model_state, strict)[0]
+    if optimizer is not None:
+        if opt_state is None:
+            problems.append("it holds no optimizer state")
+        else:
+            problems += optimizer._check_state_dict(opt_state)
+    if problems:
+        raise CheckpointError(
+            f"{name}: does not fit the given model/optimizer: " + "; ".join(problems)
+        )
+    if model is not None:
+        model.load_state_dict(model_state, strict)
+    if optimizer is not None and opt_state is not None:
+        optimizer.load_state_dict(opt_state)
+    return Checkpoint(name, model_state, opt_state, metadata, extras)
