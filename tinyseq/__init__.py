@@ -6,7 +6,7 @@
     y.backward()
 """
 
-from . import backend, nn
+from . import backend, nn, optim
 from .backend import (
     Device,
     cuda_is_available,
@@ -22,8 +22,10 @@ from .backend import (
     set_default_dtype,
     set_rng_state,
 )
+from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
 from .functional import dropout, embedding, log_softmax, logsumexp, softmax
+from .losses import binary_cross_entropy_with_logits, cross_entropy, mse_loss
 from .tensor import (
     Tensor,
     abs,
@@ -66,6 +68,7 @@ __version__ = "0.1.0"
 __all__ = [
     "backend",
     "nn",
+    "optim",
     "Device",
     "device",
     "cuda_is_available",
@@ -125,5 +128,12 @@ __all__ = [
     "logsumexp",
     "embedding",
     "dropout",
+    "cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "mse_loss",
+    "save_checkpoint",
+    "load_checkpoint",
+    "Checkpoint",
+    "CheckpointError",
     "__version__",
 ]
