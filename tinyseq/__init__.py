@@ -25,7 +25,9 @@ from .backend import (
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
 from .functional import dropout, embedding, log_softmax, logsumexp, softmax
+from .hookspecs import hookimpl
 from .losses import binary_cross_entropy_with_logits, cross_entropy, mse_loss
+from .nn.recurrent import Recurrent, detach_state
 from .tensor import (
     Tensor,
     abs,
@@ -135,5 +137,8 @@ __all__ = [
     "load_checkpoint",
     "Checkpoint",
     "CheckpointError",
+    "hookimpl",
+    "Recurrent",
+    "detach_state",
     "__version__",
 ]

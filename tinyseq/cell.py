@@ -9,10 +9,11 @@ Minimal cell::
     class MyCell(Cell):
         def __init__(self, input_size, hidden_size):
             super().__init__(input_size, hidden_size)
-            self.weight = Parameter(...)
+            self.weight_ih = Parameter(...)
+            self.weight_hh = Parameter(...)
         def step(self, x_t, state):
             (h,) = state
-            h = ts.tanh(x_t @ self.weight_ih.T + h @ self.weight_hh.T)
+            h = ts.tanh(linear(x_t, self.weight_ih) + linear(h, self.weight_hh))
             return h, (h,)
 
 Optional, for speed:
@@ -24,15 +25,114 @@ Optional, for speed:
 
 from __future__ import annotations
 
-from typing import ClassVar
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 from . import backend
-from .nn.module import Module
-from .tensor import Array, Tensor, _wrap
+from .nn.init import uniform_
+from .nn.module import Module, Parameter
+from .tensor import Array, Tensor, _make, _mismatch, _wrap, is_grad_enabled
 
-__all__ = ["Cell", "State"]
+__all__ = ["Cell", "GatedCell", "State", "linear", "chunk", "unbind"]
 
 State = tuple[Tensor, ...]
+
+
+# ---- ops a cell's step needs, each one graph node ------------------------------------------
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x @ weight.T + bias as one graph node (PyTorch's F.linear).
+
+    x: (..., in), weight: (out, in), bias: (out,) or None -> (..., out).
+    """
+    if x.device is not weight.device or x.dtype != weight.dtype:
+        _mismatch(x, weight, "linear")
+    xd, wd = x.data, weight.data
+    if xd.shape[-1] != wd.shape[1]:
+        raise ValueError(
+            f"linear: input has {xd.shape[-1]} features, the weight {tuple(wd.shape)} "
+            f"expects {wd.shape[1]}"
+        )
+    lead = xd.shape[:-1]
+    x2 = xd.reshape(-1, xd.shape[-1]) if xd.ndim != 2 else xd
+    out = x2 @ wd.T
+    if bias is not None:
+        out += bias.data
+    if xd.ndim != 2:
+        out = out.reshape(*lead, wd.shape[0])
+    parents = (x, weight) if bias is None else (x, weight, bias)
+
+    def backward(g: Array) -> tuple[Array | None, ...]:
+        g2 = g.reshape(-1, g.shape[-1]) if g.ndim != 2 else g
+        gx = (g2 @ wd).reshape(xd.shape) if x.requires_grad else None
+        gw = g2.T @ x2 if weight.requires_grad else None
+        if bias is None:
+            return gx, gw
+        return gx, gw, (g2.sum(axis=0) if bias.requires_grad else None)
+
+    return _make(out, x.device, parents, backward)
+
+
+class _Sink:
+    """What each piece hands its hub in backward: the real gradient went into a buffer."""
+
+    __slots__ = ()
+
+    def __add__(self, other: object) -> _Sink:
+        return self
+
+
+_SINK = _Sink()
+
+
+def _pieces(a: Tensor, indices: Sequence[Any]) -> list[Tensor]:
+    """Views ``a[i]`` for each index as one graph node.
+
+    In backward each piece writes its gradient into one shared buffer of ``a``'s shape
+    (no per-piece full-size arrays, unlike plain indexing).
+    """
+    dev, data = a.device, a.data
+    if not (a.requires_grad and is_grad_enabled()):
+        return [_wrap(data[i], dev) for i in indices]
+    shape, dtype = data.shape, data.dtype
+    buf: list[Array] = []
+
+    def hub_backward(_: Array) -> tuple[Array]:
+        return (buf.pop(),)  # the next backward (retain_graph) starts a fresh buffer
+
+    hub = _make(data, dev, (a,), hub_backward)
+    out = []
+    for i in indices:
+
+        def piece_backward(g: Array, i: Any = i) -> tuple[Any]:
+            if not buf:
+                buf.append(dev.xp.zeros(shape, dtype=dtype))
+            buf[0][i] = g
+            return (_SINK,)
+
+        out.append(_make(data[i], dev, (hub,), piece_backward))
+    return out
+
+
+def chunk(x: Tensor, sections: int | Sequence[int], axis: int = -1) -> list[Tensor]:
+    """Split ``x`` along ``axis`` into ``sections`` equal parts or at the given indices.
+
+    One graph node (e.g. the gate blocks of a (B, 4H) pre-activation).
+    """
+    n = x.data.shape[axis]
+    if isinstance(sections, int):
+        if sections <= 0 or n % sections:
+            raise ValueError(f"chunk: axis {axis} of size {n} does not divide into {sections}")
+        bounds = list(range(0, n + 1, n // sections))
+    else:
+        bounds = [0, *[int(i) for i in sections], n]
+    lead = (slice(None),) * (axis % x.data.ndim)
+    return _pieces(x, [(*lead, slice(lo, hi)) for lo, hi in zip(bounds[:-1], bounds[1:])])
+
+
+def unbind(x: Tensor) -> list[Tensor]:
+    """The slices ``x[0], x[1], ...`` along the first axis, as one graph node."""
+    return _pieces(x, range(x.data.shape[0]))
 
 
 class Cell(Module):
@@ -100,3 +200,59 @@ class Cell(Module):
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"
 
+
+
+class GatedCell(Cell):
+    """A cell whose gates read ``W_ih x + b_ih`` and ``W_hh h + b_hh`` (PyTorch's layout).
+
+    Parameters: ``weight_ih`` (G*H, I), ``weight_hh`` (G*H, H), ``bias_ih`` and
+    ``bias_hh`` (G*H,) when ``bias``; G = ``num_gates``, the gate blocks stacked in rows.
+    Initialised like PyTorch: every entry U(-1/sqrt(H), 1/sqrt(H)).
+
+    ``input_projection`` hoists ``W_ih x + b_ih`` (plus ``b_hh`` when the subclass sets
+    ``fold_hidden_bias``: the hidden bias then rides along, which is exact whenever
+    ``b_hh`` is only ever added to the gates, not multiplied by one).
+    """
+
+    num_gates: ClassVar[int] = 1
+    fold_hidden_bias: ClassVar[bool] = True
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
+        super().__init__(input_size, hidden_size)
+        dev = backend.get_default_device()
+        dt = backend.get_default_dtype()
+        rows = self.num_gates * hidden_size
+
+        def new(*shape: int) -> Parameter:
+            return Parameter(_wrap(dev.xp.zeros(shape, dtype=dt), dev))
+
+        self.bias = bias
+        self.weight_ih = new(rows, input_size)
+        self.weight_hh = new(rows, hidden_size)
+        self.register_parameter("bias_ih", new(rows) if bias else None)
+        self.register_parameter("bias_hh", new(rows) if bias else None)
+        self.reset_parameters()
+
+    bias_ih: Parameter | None
+    bias_hh: Parameter | None
+
+    def reset_parameters(self) -> None:
+        """U(-1/sqrt(H), 1/sqrt(H)) for every weight and bias (PyTorch's default)."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            uniform_(p, -bound, bound)
+
+    def input_projection(self, x: Tensor) -> Tensor:
+        """W_ih x + b_ih (+ b_hh when folded): x (..., I) -> (..., G*H)."""
+        bias: Tensor | None = self.bias_ih
+        if bias is not None and self.bias_hh is not None and self.fold_hidden_bias:
+            bias = bias + self.bias_hh
+        return linear(x, self.weight_ih, bias)
+
+    def hidden_bias(self) -> Tensor | None:
+        """The bias each step adds to W_hh h: None when it was folded into the projection."""
+        return None if self.fold_hidden_bias else self.bias_hh
+
+    def extra_repr(self) -> str:
+        extra = "" if self.bias else ", bias=False"
+        return f"{self.input_size}, {self.hidden_size}{extra}"

@@ -7,6 +7,7 @@ from .linear import Linear
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Module, ModuleList, Parameter
 from .pretrained import WordVectors, load_word_vectors
+from .recurrent import Recurrent
 from .sequential import Sequential
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "MSELoss",
     "WordVectors",
     "load_word_vectors",
+    "Recurrent",
 ]
