@@ -478,6 +478,8 @@ def _wrap(data: Array, dev: Device) -> Tensor:
 
 def _make(data: Array, dev: Device, parents: tuple[Tensor, ...], backward: Backward) -> Tensor:
     """The result of an op: records ``backward`` when a parent requires grad."""
+    if isinstance(data, np.generic):  # numpy gives scalars for 0-d results: keep arrays
+        data = np.asarray(data) if dev.name == "cpu" else dev.xp.asarray(data)
     t = Tensor.__new__(Tensor)
     t.data = data
     t.device = dev
@@ -558,7 +560,10 @@ def _run_backward(root: Tensor, grad: Array, retain_graph: bool) -> None:
 def _accumulate(leaf: Tensor, g: Array) -> None:
     if leaf.grad is None:
         # copy: g may be shared with other nodes, and optimizers edit .grad in place
-        leaf.grad = _wrap(g.copy(), leaf.device)
+        g = g.copy()
+        if isinstance(g, np.generic):
+            g = np.asarray(g) if leaf.device.name == "cpu" else leaf.device.xp.asarray(g)
+        leaf.grad = _wrap(g, leaf.device)
     else:
         leaf.grad.data = leaf.grad.data + g
 
@@ -812,6 +817,8 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     out = ad @ bd
 
     def backward(g: Array) -> tuple[Array | None, Array | None]:
+        if ad.ndim == 1 and bd.ndim == 1:  # a dot product: g is 0-d
+            return (g * bd if a.requires_grad else None, g * ad if b.requires_grad else None)
         a2 = ad if ad.ndim > 1 else ad[None, :]
         b2 = bd if bd.ndim > 1 else bd[:, None]
         g2 = g
