@@ -16,33 +16,46 @@ from .tensor import Array, Tensor, _make
 __all__ = ["softmax", "log_softmax", "logsumexp", "embedding", "dropout"]
 
 
-def _lse(xp: Any, x: Array, axis: int) -> Array:
-    # subtract the max so exp never overflows (stable for logits of any size); a row
-    # that is all -inf keeps -inf instead of becoming nan (-inf - -inf)
+def _shifted(xp: Any, x: Array, axis: int) -> tuple[Array, Array, Array]:
+    """(x - m, sum(exp(x - m)), m) along ``axis`` with m the max (kept dims).
+
+    Subtracting the max keeps exp from overflowing for logits of any size; a slice that
+    is all -inf uses m = 0 so it gives -inf (log of 0) instead of nan (-inf - -inf).
+    """
     m = x.max(axis=axis, keepdims=True)
     m = xp.where(xp.isfinite(m), m, 0).astype(x.dtype, copy=False)
-    s = xp.exp(x - m).sum(axis=axis, keepdims=True)
-    return xp.log(s) + m
+    z = x - m
+    return z, xp.exp(z).sum(axis=axis, keepdims=True), m
+
+
+def _log(xp: Any, s: Array) -> Array:
+    with np.errstate(divide="ignore"):  # log(0) = -inf is the answer for all -inf input
+        return xp.log(s)
 
 
 def logsumexp(x: Tensor, axis: int = -1, keepdims: bool = False) -> Tensor:
-    """log(sum(exp(x))) along ``axis``, stable for large values."""
+    """log(sum(exp(x))) along ``axis``, stable for large values.
+
+    x: (...); returns x's shape without ``axis`` (kept as size 1 if ``keepdims``).
+    """
     xp = x.device.xp
-    lse = _lse(xp, x.data, axis)
+    z, s, m = _shifted(xp, x.data, axis)
+    lse = _log(xp, s) + m
     out = lse if keepdims else lse.squeeze(axis)
-    xd = x.data
 
     def backward(g: Array) -> tuple[Array]:
         gk = g if keepdims else xp.expand_dims(g, axis)
-        return (gk * xp.exp(xd - lse),)
+        return (gk * (xp.exp(z) / s),)
 
     return _make(out, x.device, (x,), backward)
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """exp(x) / sum(exp(x)) along ``axis``, stable for large values."""
+    """exp(x) / sum(exp(x)) along ``axis``, stable for large values. Shape of x."""
     xp = x.device.xp
-    out = xp.exp(x.data - _lse(xp, x.data, axis))
+    z, s, _ = _shifted(xp, x.data, axis)
+    out = xp.exp(z)
+    out /= s  # e / sum(e), not exp(x - lse): exact for large equal logits in float32
 
     def backward(g: Array) -> tuple[Array]:
         return (out * (g - (g * out).sum(axis=axis, keepdims=True)),)
@@ -51,9 +64,10 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
 
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """x - logsumexp(x) along ``axis``, stable for large values."""
+    """x - logsumexp(x) along ``axis``, stable for large values. Shape of x."""
     xp = x.device.xp
-    out = x.data - _lse(xp, x.data, axis)
+    z, s, _ = _shifted(xp, x.data, axis)
+    out = z - _log(xp, s)
 
     def backward(g: Array) -> tuple[Array]:
         return (g - xp.exp(out) * g.sum(axis=axis, keepdims=True),)
