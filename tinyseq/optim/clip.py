@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import numpy as np
+
 from ..tensor import Tensor
 from .optimizer import params_of
 
@@ -43,8 +45,9 @@ def clip_grad_norm_(
         )
     coef = max_norm / (total + 1e-6)
     if coef < 1.0:
-        for g in grads:
-            g.data *= coef
+        with np.errstate(invalid="ignore"):  # inf * 0 -> nan, silently, as in PyTorch
+            for g in grads:
+                g.data *= coef
     return total
 
 
