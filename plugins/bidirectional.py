@@ -82,5 +82,6 @@ def register_cells(register: Any) -> None:
         "bidirectional",
         Bidirectional,
         wrapper=True,
+        options={"merge": "concat"},
         description="two cells, left-to-right and right-to-left; merge concat|sum|mean|product",
     )

@@ -1,12 +1,133 @@
-"""`tinyseq` subcommands: cells (placeholder until implemented)."""
+"""`tinyseq cells`, `tinyseq plugins` and `tinyseq check-cell NAME`."""
 
 from __future__ import annotations
 
 import argparse
+import ast
+import sys
 from typing import Any
+
+from . import registry
+
+__all__ = ["add_commands"]
 
 
 def add_commands(sub: Any) -> None:
     """Register this module's subcommands on the parser's subparsers."""
-    del sub
-    _ = argparse
+    p = sub.add_parser("cells", help="list the registered cells and wrappers")
+    p.set_defaults(func=cmd_cells)
+
+    p = sub.add_parser("plugins", help="list the loaded plugins, where they came from, their hooks")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser(
+        "check-cell",
+        help="run the conformance kit on a cell (exit status 1 when a check fails)",
+    )
+    p.add_argument("name", help="a registered cell name (see `tinyseq cells`)")
+    p.add_argument("--input-size", type=int, default=3, help="input features (default 3)")
+    p.add_argument("--hidden-size", type=int, default=4, help="hidden features (default 4)")
+    p.add_argument(
+        "--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+        help="a cell option, e.g. -o variant=lecture (values are Python literals or text)",
+    )
+    p.add_argument("--device", default="cpu", help="device to run on (default cpu)")
+    p.add_argument(
+        "--check", action="append", default=None, metavar="NAME",
+        help="run only this check (repeatable)",
+    )
+    p.set_defaults(func=cmd_check_cell)
+
+
+def _manager(args: argparse.Namespace) -> registry.PluginManager:
+    """The plugin manager for this command, with any ``--plugin FILE.py`` loaded."""
+    pm = registry.build_plugin_manager(plugin_files=getattr(args, "plugin", None) or ())
+    registry.set_plugin_manager(pm)  # so layers built by the command see the same plugins
+    return pm
+
+
+def _fail(message: str, status: int = 2) -> int:
+    print(f"tinyseq: error: {message}", file=sys.stderr)
+    return status
+
+
+def _format_options(options: Any) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in options.items()) or "-"
+
+
+def cmd_cells(args: argparse.Namespace) -> int:
+    """Each cell and wrapper: its plugin and origin, options and a one-line description."""
+    try:
+        pm = _manager(args)
+        specs = list(pm.cells().values())
+    except registry.PluginError as err:
+        return _fail(str(err))
+    for kind in ("cell", "wrapper"):
+        chosen = [s for s in specs if s.kind == kind]
+        if not chosen:
+            continue
+        print("cells:" if kind == "cell" else "wrappers:")
+        for spec in chosen:
+            print(f"  {spec.name}  {spec.description}")
+            print(f"      plugin:  {spec.plugin} ({spec.source})")
+            print(f"      options: {_format_options(spec.options)}")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """Each plugin: its name, where it came from, its hooks and the cells it registers."""
+    try:
+        pm = _manager(args)
+        cells = pm.cells()
+    except registry.PluginError as err:
+        return _fail(str(err))
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:
+            continue
+        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        provided = [c.name for c in cells.values() if c.plugin == name]
+        print(f"{name}  ({pm.source_of(name)})")
+        print(f"    hooks: {', '.join(hooks) or '-'}")
+        print(f"    cells: {', '.join(provided) or '-'}")
+    blocked = [name for name, plugin in pm.list_name_plugin() if plugin is None]
+    if blocked:
+        print(f"disabled: {', '.join(sorted(blocked))}")
+    return 0
+
+
+def _parse_option(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ValueError(f"--option expects KEY=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    return key.strip(), value
+
+
+def cmd_check_cell(args: argparse.Namespace) -> int:
+    """Run :func:`tinyseq.testing.check_cell` and print one line per check."""
+    from .testing.cellcheck import check_cell
+
+    try:
+        options = dict(_parse_option(o) for o in args.option)
+    except ValueError as err:
+        return _fail(str(err))
+    try:
+        pm = _manager(args)
+        registry.get_cell_spec(args.name, pm)
+        report = check_cell(
+            args.name,
+            args.input_size,
+            args.hidden_size,
+            options=options,
+            device=args.device,
+            checks=args.check,
+            pm=pm,
+            raise_on_failure=False,
+        )
+    except (registry.PluginError, registry.UnknownCellError, TypeError, ValueError) as err:
+        return _fail(str(err))
+    print(report)
+    return 0 if report.ok else 1
