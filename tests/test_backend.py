@@ -15,10 +15,10 @@ import pytest
 
 import tinyseq as ts
 from tinyseq import backend
+from tinyseq.backend import TestArray
 from tinyseq.tensor import custom_multi
 
 F = ts.Tensor
-TestArray = backend.TestArray  # not imported by name: pytest would try to collect it
 SAMPLE_OPS: list[tuple[str, Callable[[F, F, F], F]]] = [
     ("add_sub_mul_div", lambda a, b, w: (a + b - a * b) / (b * b + 1.0)),
     ("scalars", lambda a, b, w: 2.0 - a * 3 + 1 / (b * b + 1) + a**2 + 2.0**b),

@@ -90,6 +90,8 @@ class Device:
 class TestArray(np.ndarray):  # type: ignore[type-arg,unused-ignore]
     """The ``testcpu`` device's array type: an ndarray that is not a plain ndarray."""
 
+    __test__ = False  # its name starts with "Test": tell pytest it is not a test class
+
 
 def _to_test(value: Any) -> Any:
     if type(value) is np.ndarray:
