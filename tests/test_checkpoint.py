@@ -177,7 +177,7 @@ def test_bad_inputs_are_refused_before_writing(tmp_path: Path) -> None:
 
 def test_mismatched_model_changes_neither_model_nor_optimizer(tmp_path: Path) -> None:
     path, _ = _saved(tmp_path)
-    other = ts.nn.Sequential(ts.nn.Embedding(7, 4), ts.nn.Linear(4, 5))
+    other = ts.nn.Sequential(ts.nn.Embedding(7, 4), ts.nn.Linear(4, 5)).to("cpu")
     opt = optim.Adam(other.parameters(), lr=0.05)
     train_step(other, opt, 1, "cpu")
     before = snapshot(other, opt)

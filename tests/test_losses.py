@@ -147,7 +147,7 @@ def test_cross_entropy_all_ignored_is_nan_like_torch(torch) -> None:  # type: ig
 
 
 def test_cross_entropy_errors_name_shapes_and_values() -> None:
-    logits = ts.zeros(4, 10)
+    logits = ts.zeros(4, 10, device="cpu")
     with pytest.raises(ValueError, match=r"logits of shape \(4, 10\).*target of shape \(4,\).*got \(5,\)"):
         ts.cross_entropy(logits, np.zeros(5, dtype=np.int64))
     with pytest.raises(IndexError, match=r"\[0, 9\] for 10 classes.*got values in \[-3, 10\]"):
@@ -247,11 +247,11 @@ def test_mse_matches_torch(torch, device: str, dtype, reduction: str) -> None:  
 
 
 def test_mse_gradcheck_and_errors() -> None:
-    x = ts.randn(3, 2, dtype=np.float64, requires_grad=True)
-    y = ts.randn(3, 2, dtype=np.float64, requires_grad=True)
+    x = ts.randn(3, 2, dtype=np.float64, device="cpu", requires_grad=True)
+    y = ts.randn(3, 2, dtype=np.float64, device="cpu", requires_grad=True)
     assert gradcheck(ts.mse_loss, [x, y])
     with pytest.raises(ValueError, match=r"input's shape \(3, 2\), got \(2, 3\)"):
         ts.mse_loss(x, np.zeros((2, 3)))
     with pytest.raises(TypeError, match="float32 on cpu but the input is float64"):
-        ts.mse_loss(x, ts.zeros(3, 2))
+        ts.mse_loss(x, ts.zeros(3, 2, device="cpu"))
     assert repr(ts.nn.MSELoss()) == "MSELoss(reduction='mean')"

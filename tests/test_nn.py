@@ -95,9 +95,9 @@ def test_linear_shape_error_names_shapes() -> None:
 
 
 def test_linear_device_or_dtype_mismatch_names_both() -> None:
-    lin = ts.nn.Linear(4, 2)
+    lin = ts.nn.Linear(4, 2, device="cpu")
     with pytest.raises(TypeError, match="float64 on cpu.*float32 on cpu"):
-        lin(ts.zeros(3, 4, dtype=np.float64))
+        lin(ts.zeros(3, 4, dtype=np.float64, device="cpu"))
     with pytest.raises(TypeError, match="testcpu"):
         lin(ts.zeros(3, 4, device="testcpu"))
 
@@ -151,7 +151,7 @@ def _model() -> ts.nn.Module:
 
 def test_state_dict_keys_match_torch_and_load_torch_weights(torch) -> None:  # type: ignore[no-untyped-def]
     ref = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Dropout(0.5), torch.nn.Linear(4, 2))
-    model = _model()
+    model = _model().to("cpu")
     assert list(model.state_dict()) == list(ref.state_dict())
     model.load_state_dict({k: v.numpy() for k, v in ref.state_dict().items()})
     x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
