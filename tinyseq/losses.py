@@ -221,8 +221,8 @@ def binary_cross_entropy_with_logits(
         sig = _sigmoid_array(xp, x)
         gx = (sig - y) if lw is None else (1 - y) + lw * (sig - 1)
         gx = gx * gi
-        if ty is None:
-            return (gx,)
+        if ty is None or not ty.requires_grad:
+            return (gx,) if ty is None else (gx, None)
         gy = -x if pw is None else -x + (pw - 1) * sp
         return gx, xp.broadcast_to(gy * gi, x.shape)
 
