@@ -1,12 +1,330 @@
-"""`tinyseq` subcommands: train (placeholder until implemented)."""
+"""`tinyseq` subcommands: train, generate (alias sample), evaluate, predict.
+
+    tinyseq train                       # character LM on the built-in corpus (main job)
+    tinyseq train --config run.toml     # any task, flags override the file
+    tinyseq generate --checkpoint runs/charlm/best.npz --prime "The " --temperature 0.8
+    tinyseq evaluate --checkpoint runs/tag/best.npz --data test.conll
+    tinyseq predict --checkpoint runs/classify/best.npz --input "a fine film"
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
 from typing import Any
+
+import numpy as np
+
+__all__ = ["add_commands"]
+
+DEFAULT_CHECKPOINT = os.path.join("runs", "charlm", "best.npz")
+
+
+def _value(text: str) -> Any:
+    """A flag value as JSON when it parses (numbers, true/false), else the string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    from .config import TrainConfig
+
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "cell_options":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default_type = str(f.type)
+        if "bool" in default_type and "None" not in default_type and f.name != "progress":
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        elif "bool" in default_type:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        elif "int" in default_type and "float" not in default_type:
+            p.add_argument(flag, type=int, default=None, metavar="N")
+        elif "float" in default_type:
+            p.add_argument(flag, type=float, default=None, metavar="X")
+        else:
+            p.add_argument(flag, default=None, metavar=f.name.split("_")[-1].upper())
+    p.add_argument("--cell-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the cell, e.g. variant=lecture (repeatable)")
 
 
 def add_commands(sub: Any) -> None:
-    """Register this module's subcommands on the parser's subparsers."""
-    del sub
-    _ = argparse
+    """Register train, generate/sample, evaluate and predict."""
+    p = sub.add_parser(
+        "train", help="train a model (no arguments: the character language model main job)",
+        description="Train any pattern on your data, or with no arguments a character-level "
+        "language model on the built-in corpus. Settings: task defaults < --config TOML < flags.",
+    )
+    p.add_argument("--config", metavar="FILE.toml", help="settings file (flags override it)")
+    p.add_argument("--quick", action="store_true", help="tiny model and budget (smoke test)")
+    p.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its last.npz")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    for name, aliases in (("generate", ["sample"]),):
+        g = sub.add_parser(name, aliases=aliases, help="generate from a checkpoint (language model, "
+                           "one-to-many, encoder-decoder)")
+        g.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
+        g.add_argument("--prime", default=None, help="text the language model continues")
+        g.add_argument("--input", action="append", default=[],
+                       help="source text (seq2seq) or comma-separated vector (one-to-many); repeatable")
+        g.add_argument("--length", type=int, default=300, help="tokens to generate")
+        g.add_argument("--temperature", type=float, action="append", default=None,
+                       help="sampling temperature (repeatable; default 0.8)")
+        g.add_argument("--top-k", type=int, default=None)
+        g.add_argument("--greedy", action="store_true", help="most likely token each step")
+        g.add_argument("--beam", type=int, default=None, metavar="WIDTH", help="beam search width")
+        g.add_argument("--length-penalty", type=float, default=1.0)
+        g.add_argument("--seed", type=int, default=None)
+        g.set_defaults(func=cmd_generate)
+
+    e = sub.add_parser("evaluate", help="metrics of a checkpoint on a data file")
+    e.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
+    e.add_argument("--data", default=None, help="data file (default: the run's validation data)")
+    e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("predict", help="predictions of a checkpoint for inputs or a file")
+    r.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
+    r.add_argument("--input", action="append", default=[], help="one input (repeatable)")
+    r.add_argument("--data", default=None, help="a data file in the training format")
+    r.add_argument("--beam", type=int, default=None, metavar="WIDTH")
+    r.set_defaults(func=cmd_predict)
+
+
+# ---- train ----------------------------------------------------------------------------------
+def _flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    from .config import TrainConfig
+
+    out = {}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name != "cell_options" and getattr(args, f.name, None) is not None:
+            out[f.name] = getattr(args, f.name)
+    if args.cell_option:
+        opts = {}
+        for item in args.cell_option:
+            key, sep, val = item.partition("=")
+            if not sep:
+                raise SystemExit(f"--cell-option expects KEY=VALUE, got {item!r}")
+            opts[key] = _value(val)
+        out["cell_options"] = opts
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import backend
+    from .checkpoint import load_checkpoint
+    from .config import load_toml, make_config
+    from .tasks import build_task, vocabs_from_metadata
+    from .trainer import Trainer, TrainingError
+
+    t_start = time.perf_counter()
+    toml_values = load_toml(args.config) if args.config else {}
+    flags = _flag_values(args)
+    vocabs = None
+    if args.resume:
+        meta = load_checkpoint(args.resume).metadata
+        stored = {k: v for k, v in meta.get("config", {}).items()}
+        stored.update(toml_values)
+        toml_values = stored
+        vocabs = vocabs_from_metadata(meta)
+    cfg = make_config(toml_values, flags, quick=args.quick)
+    backend.manual_seed(cfg.seed)
+    backend.set_default_device(cfg.device)
+    task = build_task(cfg, vocabs)
+    print(task.description)
+    print(f"model: {task.model.kind}, {task.model.num_parameters():,} parameters, cell {cfg.cell}")
+    metadata = task.metadata
+    metadata["config"] = cfg.to_dict()
+    trainer = Trainer(
+        task.model, task.train_data, task.valid_data, optimizer=cfg.optimizer, lr=cfg.lr or 2e-3,
+        weight_decay=cfg.weight_decay, clip_norm=cfg.clip_norm, epochs=cfg.epochs,
+        max_steps=cfg.max_steps, max_time=cfg.max_time, eval_every=cfg.eval_every,
+        checkpoint_every=cfg.checkpoint_every, out_dir=cfg.out, monitor=cfg.monitor,
+        patience=cfg.patience, seed=cfg.seed, progress=cfg.progress, metadata=metadata,
+    )
+    try:
+        summary = trainer.fit(resume=args.resume)
+    except TrainingError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"stopped after {summary.steps} steps ({summary.stop_reason}), "
+          f"{summary.elapsed:.0f} s of training")
+    if summary.stop_reason == "interrupted":
+        print(f"interrupted: saved {summary.last_path}; continue with "
+              f"`tinyseq train --resume {summary.last_path}`", file=sys.stderr)
+        return 130
+    best = summary.best
+    metric = trainer.monitor
+    if best.get(metric) is not None:
+        print(f"best validation {metric}: {best[metric]:.4f} (step {best['step']})")
+    if summary.last_valid:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in summary.last_valid.items())
+        print(f"last validation: {shown}")
+    if cfg.task == "lm" and summary.best_path:
+        _lm_samples(summary.best_path, cfg.sample_length, cfg.seed)
+    if cfg.plot and cfg.out:
+        _plots(trainer, cfg.out)
+    print(f"checkpoints and metrics log in {cfg.out}/ (best.npz, last.npz, metrics.jsonl)")
+    if cfg.task == "lm" and best.get("bpc") is not None:
+        print(f"validation bits per character: {best['bpc']:.3f}; total time "
+              f"{time.perf_counter() - t_start:.0f} s")
+    return 0
+
+
+def _lm_samples(path: str, length: int, seed: int) -> None:
+    from .tasks import vocabs_from_metadata
+    from .trainer import load_model
+
+    model, meta = load_model(path)
+    vocab = vocabs_from_metadata(meta)["input"]
+    prime = "The "
+    for temp in (0.5, 1.0):
+        ids = model.generate(vocab.encode_text(prime), length, temperature=temp, rng=seed)  # type: ignore[attr-defined]
+        print(f"\n--- sample, temperature {temp} ---\n{prime}{vocab.decode_text(ids)}")
+    print()
+
+
+def _plots(trainer: Any, out: str) -> None:
+    from .diagnostics import plot_gradient_norms, plot_metrics
+
+    try:
+        plot_metrics(os.path.join(out, "metrics.jsonl"), os.path.join(out, "curves.png"))
+        plot_gradient_norms(trainer.gradient_norms(), os.path.join(out, "gradient_norms.png"))
+        print(f"plots: {out}/curves.png, {out}/gradient_norms.png")
+    except ImportError as err:
+        print(f"no plots: {err}", file=sys.stderr)
+
+
+# ---- from a checkpoint --------------------------------------------------------------------------
+def _load(path: str) -> tuple[Any, dict[str, Any], dict[str, Any], Any]:
+    from .config import make_config
+    from .tasks import vocabs_from_metadata
+    from .trainer import load_model
+
+    if not os.path.exists(path):
+        raise SystemExit(f"checkpoint not found: {path} (train one with `tinyseq train`)")
+    model, meta = load_model(path)
+    vocabs = vocabs_from_metadata(meta)
+    cfg = make_config({k: v for k, v in meta.get("config", {}).items()})
+    return model, meta, vocabs, cfg
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    model, _, vocabs, cfg = _load(args.checkpoint)
+    temps = args.temperature or [0.8]
+    if model.kind == "language_model":
+        vocab = vocabs["input"]
+        prime = args.prime if args.prime is not None else "The "
+        ids = vocab.encode_text(prime) or [vocab.bos_id]
+        for temp in temps:
+            out = model.generate(ids, args.length, temperature=temp, top_k=args.top_k,
+                                 greedy=args.greedy, rng=args.seed)
+            if len(temps) > 1:
+                print(f"--- temperature {temp} ---")
+            print(prime + vocab.decode_text(out))
+        return 0
+    if model.kind in ("seq2seq", "one_to_many"):
+        batch = _inputs_batch(model, vocabs, cfg, args.input)
+        method = "beam" if args.beam else ("greedy" if args.greedy else "sample")
+        out = model.decode(batch, max_len=args.length, method=method, beam_width=args.beam or 5,
+                           length_penalty=args.length_penalty, temperature=temps[0],
+                           top_k=args.top_k, rng=args.seed)
+        for ids in out:
+            print(_show_ids(ids, vocabs.get("target")))
+        return 0
+    raise SystemExit(f"generate works with language_model, seq2seq and one_to_many checkpoints, "
+                     f"this one holds a {model.kind}; use `tinyseq predict`")
+
+
+def _show_ids(ids: list[int], vocab: Any) -> str:
+    if vocab is not None:
+        return str(vocab.decode_text(ids))
+    return " ".join(str(i) for i in ids if i != 3)
+
+
+def _inputs_batch(model: Any, vocabs: dict[str, Any], cfg: Any, inputs: list[str]) -> Any:
+    from .data import Batch, pad_sequences, tokenize
+
+    if not inputs:
+        raise SystemExit("give at least one --input")
+    n = len(inputs)
+    if model.kind == "one_to_many":
+        try:
+            vecs = np.array([[float(v) for v in s.split(",")] for s in inputs], dtype=np.float32)
+        except ValueError:
+            raise SystemExit("one-to-many --input expects comma-separated numbers, e.g. 0.1,0.5,1") from None
+        return Batch(x=vecs, y=np.zeros((n, 1), dtype=np.int64))
+    key = "source" if "source" in vocabs else "input"
+    if key in vocabs:
+        vocab = vocabs[key]
+        # tagging files hold whitespace-separated tokens; other text is tokenized
+        seqs = [vocab.encode((s.lower() if cfg.lowercase else s).split() if model.kind == "tagger"
+                             else tokenize(s.lower() if cfg.lowercase else s, vocab.level))
+                or [vocab.unk_id] for s in inputs]
+    else:
+        seqs = [[int(v) for v in s.split()] for s in inputs]
+    x, lens = pad_sequences(seqs, 0, dtype=np.int64)
+    return Batch(x=x, y=np.zeros((n, 1), dtype=np.int64), x_lengths=lens,
+                 y_lengths=np.ones(n, dtype=np.int64))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .tasks import build_task, load_examples
+    from .trainer import Trainer
+
+    model, _, vocabs, cfg = _load(args.checkpoint)
+    if args.data:
+        if cfg.task == "lm":
+            from .data import StreamDataset, encode_stream, read_text
+
+            ids = encode_stream(read_text(args.data), vocabs["input"])
+            data: Any = StreamDataset(ids, max(1, min(cfg.batch_size or 32, (len(ids) - 1) // (2 * cfg.seq_len) or 1)), cfg.seq_len)
+        else:
+            from .data import SequenceDataset
+
+            xs, ys, xseq, yseq = load_examples(args.data, cfg, dict(vocabs), build=False)
+            data = SequenceDataset(xs, ys, cfg.batch_size or 32, xseq, yseq, shuffle=False)
+    else:
+        task = build_task(cfg, vocabs)
+        data = task.valid_data
+        if data is None:
+            raise SystemExit("the run had no validation data; give --data FILE")
+    metrics = Trainer(model, data, progress=False, seed=None).evaluate(data)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    model, _, vocabs, cfg = _load(args.checkpoint)
+    if model.kind == "language_model":
+        raise SystemExit("for a language model use `tinyseq generate --prime TEXT`")
+    inputs = list(args.input)
+    if args.data:
+        from .data import read_lines
+
+        inputs += [line.split("\t")[0] for _, line in read_lines(args.data)]
+    batch = _inputs_batch(model, vocabs, cfg, inputs)
+    if model.kind == "classifier":
+        labels = vocabs.get("labels")
+        for text, c in zip(inputs, model.predict(batch)):
+            print(f"{labels.itos[int(c)] if labels else int(c)}\t{text}")
+    elif model.kind == "tagger":
+        tags = vocabs.get("tags")
+        for text, pred in zip(inputs, model.predict(batch)):
+            words = text.split()
+            shown = [f"{w}/{tags.itos[t] if tags else t}" for w, t in zip(words, pred)]
+            print(" ".join(shown))
+    elif model.kind in ("seq2seq", "one_to_many"):
+        method = "beam" if args.beam else "greedy"
+        for text, ids in zip(inputs, model.decode(batch, max_len=100, method=method, beam_width=args.beam or 5)):
+            print(f"{text}\t{_show_ids(ids, vocabs.get('target'))}")
+    else:
+        raise SystemExit(f"predict does not handle {model.kind} checkpoints from the command line; "
+                         "use `tinyseq evaluate --data FILE`")
+    return 0

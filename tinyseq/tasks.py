@@ -1,0 +1,271 @@
+"""From a :class:`~tinyseq.config.TrainConfig` to data, vocabularies and a model.
+
+| task        | pattern               | data files                                   |
+|-------------|-----------------------|----------------------------------------------|
+| lm          | many to many (Tx=Ty)  | plain text (none: the built-in corpus)        |
+| classify    | many to one           | TSV ``text<TAB>label``; npz x (N,T[,F]), y (N,) |
+| tag         | many to many (Tx=Ty)  | CoNLL ``token ... tag``; npz x, y (N,T)       |
+| seq2seq     | many to many (Tx≠Ty)  | TSV ``source<TAB>target``; npz x, y (N,Ty) ids |
+| one_to_many | one to many           | npz x (N,F) vectors, y (N,Ty) ids             |
+| one_to_one  | one to one            | npz x (N,F), y (N,) classes or (N,K) values   |
+
+Vocabularies are built from the training file only and stored in every checkpoint
+(``metadata["vocabs"]``) so that ``generate``/``evaluate``/``predict`` read the same ids.
+In ``.npz`` files integer ids are used as they are; id 0 is padding.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .config import TrainConfig
+from .data import (
+    DataFormatError,
+    NumericData,
+    SequenceDataset,
+    StreamDataset,
+    Vocab,
+    default_corpus,
+    encode_stream,
+    read_conll,
+    read_numeric,
+    read_text,
+    read_tsv,
+    split_text,
+    tokenize,
+)
+from .models import (
+    LanguageModel,
+    OneToMany,
+    OneToOne,
+    Seq2Seq,
+    SequenceClassifier,
+    SequenceModel,
+    SequenceTagger,
+)
+
+__all__ = ["Task", "build_task", "load_examples", "detect_format"]
+
+Arr = npt.NDArray[Any]
+_EXTENSIONS = {".txt": "text", ".text": "text", ".tsv": "tsv", ".conll": "conll", ".bio": "conll",
+               ".iob": "conll", ".npz": "numeric", ".npy": "numeric"}
+_FORMATS = {"lm": ("text",), "classify": ("tsv", "numeric"), "tag": ("conll", "numeric"),
+            "seq2seq": ("tsv", "numeric"), "one_to_many": ("numeric",), "one_to_one": ("numeric",)}
+
+
+@dataclass
+class Task:
+    """What training needs: the model, the data sources and the checkpoint metadata."""
+
+    model: SequenceModel
+    train_data: Any
+    valid_data: Any
+    vocabs: dict[str, Vocab] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return {"vocabs": {k: v.to_dict() for k, v in self.vocabs.items()}}
+
+
+def detect_format(path: str, task: str, given: str | None = None) -> str:
+    """The data format of ``path`` for ``task`` (from ``given`` or the file extension)."""
+    fmt = given or _EXTENSIONS.get(os.path.splitext(path)[1].lower())
+    allowed = _FORMATS[task]
+    if fmt is None:
+        fmt = allowed[0]
+    if fmt not in allowed:
+        raise ValueError(f"task {task!r} reads {' or '.join(allowed)} files, got {fmt} ({path})")
+    return fmt
+
+
+def _vocabs_from(meta: dict[str, Any]) -> dict[str, Vocab]:
+    return {k: Vocab.from_dict(v) for k, v in meta.get("vocabs", {}).items()}
+
+
+# ---- reading examples -------------------------------------------------------------------
+def _norm(text: str, cfg: TrainConfig) -> str:
+    return text.lower() if cfg.lowercase else text
+
+
+def load_examples(path: str, cfg: TrainConfig, vocabs: dict[str, Vocab], build: bool) -> tuple[list[Any], list[Any], bool, bool]:
+    """(xs, ys, x_is_sequence, y_is_sequence) of a data file; builds vocabularies when
+    ``build`` (the training file), else uses the given ones."""
+    fmt = detect_format(path, cfg.task, cfg.format)
+    task = cfg.task
+    xs: list[Any]
+    ys: list[Any]
+    if fmt == "numeric":
+        return _numeric_examples(read_numeric(path), task, path)
+    if task == "classify":
+        rows = read_tsv(path, ("text", "label"))
+        toks = [tokenize(_norm(t, cfg), cfg.level) for t, _ in rows]
+        if build:
+            vocabs["input"] = Vocab.build(toks, cfg.min_freq, cfg.max_vocab, level=cfg.level)
+            vocabs["labels"] = Vocab(sorted({lab for _, lab in rows}), specials=())
+        xs = [np.asarray(vocabs["input"].encode(t) or [vocabs["input"].unk_id or 0]) for t in toks]
+        ys = [_label(vocabs["labels"], lab, path) for _, lab in rows]
+        return xs, ys, True, False
+    if task == "tag":
+        sents = read_conll(path)
+        if build:
+            vocabs["input"] = Vocab.build([[_norm(w, cfg) for w in s] for s, _ in sents], cfg.min_freq,
+                                          cfg.max_vocab, level="word")
+            vocabs["tags"] = Vocab(sorted({t for _, tags in sents for t in tags}), specials=())
+        xs = [np.asarray(vocabs["input"].encode(_norm(w, cfg) for w in s)) for s, _ in sents]
+        ys = [np.asarray([_label(vocabs["tags"], t, path) for t in tags]) for _, tags in sents]
+        return xs, ys, True, True
+    if task == "seq2seq":
+        rows = read_tsv(path, ("source", "target"))
+        src = [tokenize(_norm(s, cfg), cfg.level) for s, _ in rows]
+        tgt = [tokenize(_norm(t, cfg), cfg.level) for _, t in rows]
+        if build:
+            vocabs["source"] = Vocab.build(src, cfg.min_freq, cfg.max_vocab, level=cfg.level)
+            vocabs["target"] = Vocab.build(tgt, cfg.min_freq, cfg.max_vocab, level=cfg.level)
+        xs = [np.asarray(vocabs["source"].encode(s)) for s in src]
+        ys = [np.asarray(vocabs["target"].encode(t, eos=True)) for t in tgt]
+        return xs, ys, True, True
+    raise ValueError(f"task {task!r} cannot read {fmt} files")
+
+
+def _label(vocab: Vocab, label: str, path: str) -> int:
+    if label not in vocab:
+        raise DataFormatError(path, None, f"label {label!r} does not occur in the training data; "
+                              f"expected one of {vocab.itos[:20]}")
+    return vocab.index(label)
+
+
+def _rows(arr: Arr, lengths: Arr | None) -> list[Arr]:
+    if lengths is None:
+        return list(arr)
+    return [a[: int(n)] for a, n in zip(arr, lengths)]
+
+
+def _numeric_examples(d: NumericData, task: str, path: str) -> tuple[list[Any], list[Any], bool, bool]:
+    if task in ("one_to_one", "one_to_many"):
+        if d.x.ndim != 2:
+            raise DataFormatError(path, None, f"task {task} expects 'x' as vectors (N, F), got shape {d.x.shape}")
+        x = list(d.x.astype(np.float32))
+        if task == "one_to_one":
+            return x, list(d.y), False, False
+        if d.y.dtype.kind not in "iu" or d.y.ndim != 2:
+            raise DataFormatError(path, None, f"task one_to_many expects 'y' as token ids (N, Ty), got {d.y.dtype} {d.y.shape}")
+        return x, _rows(d.y, d.y_lengths), False, True
+    xs = _rows(d.x, d.x_lengths)
+    if task == "classify":
+        if d.y.ndim != 1 or d.y.dtype.kind not in "iu":
+            raise DataFormatError(path, None, f"task classify expects 'y' as class ids (N,), got {d.y.dtype} {d.y.shape}")
+        return xs, list(d.y), True, False
+    if task == "tag" and d.y.dtype.kind == "f" and d.y.ndim == 3:  # next-step regression is not a tag task
+        raise DataFormatError(path, None, "task tag expects integer tags 'y' (N, T), got float targets")
+    ylens = d.y_lengths if d.y_lengths is not None else (d.x_lengths if task == "tag" else None)
+    return xs, _rows(d.y, ylens), True, True
+
+
+# ---- building everything ------------------------------------------------------------------
+def build_task(cfg: TrainConfig, vocabs: dict[str, Vocab] | None = None) -> Task:
+    """Data sources and a fresh model for ``cfg`` (vocabularies built from the training data
+    unless given, e.g. from a checkpoint being resumed)."""
+    if cfg.task == "lm":
+        return _lm_task(cfg, vocabs)
+    assert cfg.train is not None
+    given = vocabs is not None
+    vocabs = dict(vocabs or {})
+    xs, ys, xseq, yseq = load_examples(cfg.train, cfg, vocabs, build=not given)
+    if cfg.valid:
+        vx, vy, _, _ = load_examples(cfg.valid, cfg, vocabs, build=False)
+    else:
+        n_valid = int(round(len(xs) * cfg.valid_fraction))
+        rng = np.random.default_rng(cfg.seed)
+        order = rng.permutation(len(xs))
+        hold, keep = order[:n_valid], order[n_valid:]
+        vx, vy = [xs[i] for i in hold], [ys[i] for i in hold]
+        xs, ys = [xs[i] for i in keep], [ys[i] for i in keep]
+    bs = cfg.batch_size or 32
+    train = SequenceDataset(xs, ys, bs, xseq, yseq, shuffle=True, bucket=cfg.bucket if xseq else 0, seed=cfg.seed)
+    valid = SequenceDataset(vx, vy, bs, xseq, yseq, shuffle=False) if vx else None
+    model = _model(cfg, vocabs, xs, ys)
+    return Task(model, train, valid, vocabs, f"{cfg.task}: {len(xs)} training examples"
+                + (f", {len(vx)} validation" if vx else ""))
+
+
+def _common(cfg: TrainConfig) -> dict[str, Any]:
+    return {"hidden_size": cfg.hidden_size or 128, "cell": cfg.cell, "num_layers": cfg.num_layers,
+            "dropout": cfg.dropout, **cfg.cell_options}
+
+
+def _model(cfg: TrainConfig, vocabs: dict[str, Vocab], xs: list[Any], ys: list[Any]) -> SequenceModel:
+    emb = cfg.embedding_dim or 64
+    x0 = np.asarray(xs[0])
+    ids = x0.dtype.kind in "iu"
+    if cfg.task == "one_to_one":
+        y0 = np.asarray(ys[0])
+        if y0.dtype.kind in "iu":
+            return OneToOne(x0.shape[-1], cfg.hidden_size or 64, num_classes=int(max(int(y) for y in ys)) + 1,
+                            num_layers=cfg.num_layers)
+        return OneToOne(x0.shape[-1], cfg.hidden_size or 64, output_size=int(y0.size), num_layers=cfg.num_layers)
+    source: dict[str, Any]
+    if "input" in vocabs or "source" in vocabs:
+        source = {"vocab_size": len(vocabs.get("input") or vocabs["source"])}
+    elif ids:
+        source = {"vocab_size": int(max(int(np.max(x)) for x in xs)) + 1}
+    else:
+        source = {"input_size": int(x0.shape[-1])}
+    if cfg.task == "classify":
+        n = len(vocabs["labels"]) if "labels" in vocabs else int(max(int(y) for y in ys)) + 1
+        return SequenceClassifier(n, **source, embedding_dim=emb, bidirectional=bool(cfg.bidirectional),
+                                  pooling=cfg.pooling, **_common(cfg))
+    if cfg.task == "tag":
+        names = vocabs["tags"].itos if "tags" in vocabs else None
+        n = len(names) if names else int(max(int(np.max(y)) for y in ys)) + 1
+        bidir = True if cfg.bidirectional is None else cfg.bidirectional
+        return SequenceTagger(n, **source, embedding_dim=emb, bidirectional=bidir, tag_names=names,
+                              **_common(cfg))
+    if cfg.task == "seq2seq":
+        tgt = len(vocabs["target"]) if "target" in vocabs else int(max(int(np.max(y)) for y in ys)) + 1
+        src = {"src_vocab_size": source["vocab_size"]} if "vocab_size" in source else source
+        return Seq2Seq(tgt, **src, embedding_dim=emb, bidirectional=bool(cfg.bidirectional),
+                       teacher_forcing=cfg.teacher_forcing, **_common(cfg))
+    if cfg.task == "one_to_many":
+        v = int(max(int(np.max(y)) for y in ys)) + 1
+        return OneToMany(x0.shape[-1], max(v, 4), embedding_dim=emb, condition=cfg.condition,
+                         teacher_forcing=cfg.teacher_forcing, **_common(cfg))
+    raise ValueError(f"unknown task {cfg.task!r}")
+
+
+def _lm_task(cfg: TrainConfig, vocabs: dict[str, Vocab] | None) -> Task:
+    if cfg.train is None:
+        text, source = default_corpus(), "the built-in corpus (Python's documentation topics)"
+    else:
+        text, source = read_text(cfg.train), cfg.train
+    text = _norm(text, cfg)
+    if cfg.valid:
+        train_text, valid_text = text, _norm(read_text(cfg.valid), cfg)
+    else:
+        train_text, valid_text = split_text(text, cfg.valid_fraction)
+    if vocabs is None:
+        vocab = Vocab.build([tokenize(train_text, cfg.level)], cfg.min_freq, cfg.max_vocab, level=cfg.level)
+        vocabs = {"input": vocab}
+    vocab = vocabs["input"]
+    bs, t = cfg.batch_size or 32, cfg.seq_len
+    train = StreamDataset(encode_stream(train_text, vocab), bs, t)
+    valid = None
+    if valid_text:
+        vids = encode_stream(valid_text, vocab)
+        vb = max(1, min(bs, (len(vids) - 1) // max(2 * t, 2)))
+        valid = StreamDataset(vids, vb, t)
+    model = LanguageModel(len(vocab), cfg.embedding_dim or 64, cfg.hidden_size or 256, cfg.cell,
+                          cfg.num_layers, cfg.dropout, **cfg.cell_options)
+    desc = (f"language model on {source}: {train.num_tokens:,} training and "
+            f"{0 if valid is None else valid.num_tokens:,} validation {cfg.level}s, vocabulary {len(vocab)}")
+    return Task(model, train, valid, vocabs, desc)
+
+
+def vocabs_from_metadata(meta: dict[str, Any]) -> dict[str, Vocab]:
+    """The vocabularies stored in a checkpoint's metadata."""
+    return _vocabs_from(meta)

@@ -1,0 +1,448 @@
+"""One generic trainer for every sequence pattern.
+
+    trainer = Trainer(model, train_data, valid_data, lr=2e-3, clip_norm=5.0,
+                      max_steps=1000, out_dir="runs/tagger")
+    summary = trainer.fit()              # or fit(resume="runs/tagger/last.npz")
+    trainer.evaluate(test_data)          # {"loss": ..., "accuracy": ..., ...}
+
+The model supplies the pattern (see :mod:`tinyseq.models`); the trainer supplies the
+loop: optimizer and gradient clipping, truncated BPTT with the state carried across
+batches of a stream, validation, early stopping, the best and the latest checkpoint
+(atomic), exact resume, Ctrl-C that saves and stops, a stop with a clear message on a
+NaN/Inf loss, a tqdm progress bar and a JSON-lines metrics log.
+
+Exact resume: batches depend only on (seed, epoch), and a checkpoint holds the
+weights, the optimizer's state, the random generator's state, the position in the
+epoch and the carried recurrent state, so a resumed run repeats the losses and final
+weights of an uninterrupted one bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from . import backend, optim
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data.batching import Batch
+from .metrics import MetricSums
+from .models import SequenceModel, build_model, detach_state
+from .tensor import Tensor, _wrap
+
+__all__ = ["Trainer", "TrainingError", "DataSource", "FitSummary", "load_model", "OPTIMIZERS"]
+
+OPTIMIZERS: dict[str, Any] = {
+    "adam": optim.Adam,
+    "adamw": optim.AdamW,
+    "sgd": optim.SGD,
+    "rmsprop": optim.RMSprop,
+    "adagrad": optim.Adagrad,
+}
+# metrics where larger is better; everything else (loss, bpc, perplexity) is minimised
+_MAXIMISE = ("accuracy", "entity_f1", "token_f1", "exact_match", "f1")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN or infinite)."""
+
+
+class DataSource(Protocol):
+    """What the trainer iterates: ``batches(epoch, start)`` and ``len()`` (batches/epoch).
+
+    ``carries_state`` True means consecutive batches continue the same sequences, so
+    the recurrent state is carried (detached) from one batch to the next.
+    """
+
+    carries_state: bool
+
+    def __len__(self) -> int: ...
+
+    def batches(self, epoch: int = 0, start: int = 0) -> Iterator[Batch]: ...
+
+
+@dataclass
+class FitSummary:
+    """What :meth:`Trainer.fit` did."""
+
+    steps: int
+    epochs_completed: int
+    stop_reason: str
+    best: dict[str, Any] = field(default_factory=dict)
+    last_valid: dict[str, float] = field(default_factory=dict)
+    elapsed: float = 0.0
+    best_path: str | None = None
+    last_path: str | None = None
+
+
+def _state_arrays(state: Any) -> dict[str, Any]:
+    if state is None:
+        return {}
+    parts = (state,) if isinstance(state, Tensor) else tuple(state)
+    return {f"carried_state/{i}": p.data for i, p in enumerate(parts)}
+
+
+def _state_from(arrays: dict[str, Any], n: int, single: bool, dev: Any) -> Any:
+    if n == 0:
+        return None
+    parts = tuple(
+        _wrap(arrays[f"carried_state/{i}"] if dev.name == "cpu" else dev.xp.asarray(arrays[f"carried_state/{i}"]), dev)
+        for i in range(n)
+    )
+    return parts[0] if single else parts
+
+
+class Trainer:
+    """Train a :class:`~tinyseq.models.SequenceModel` on a :class:`DataSource`.
+
+    optimizer: a name in :data:`OPTIMIZERS` (built with ``lr`` and ``weight_decay``) or
+    an optimizer instance. clip_norm: clip the joint gradient norm (None: no clipping).
+    Stops at the first of ``epochs``, ``max_steps`` and ``max_time`` (seconds of
+    training, across resumes). eval_every: validate every N steps (default: once per
+    epoch, and at the end). checkpoint_every: write ``last.npz`` every N steps (it is
+    always written at the end); ``best.npz`` whenever the monitored validation metric
+    improves. monitor: the metric for "best" and early stopping (default ``bpc`` for
+    language models, else ``loss``); patience: evaluations without improvement before
+    stopping early. metadata: extra JSON saved in every checkpoint (e.g. vocabularies).
+    """
+
+    def __init__(
+        self,
+        model: SequenceModel,
+        train_data: DataSource,
+        valid_data: DataSource | None = None,
+        *,
+        optimizer: str | Any = "adam",
+        lr: float = 2e-3,
+        weight_decay: float = 0.0,
+        clip_norm: float | None = 5.0,
+        epochs: int = 10,
+        max_steps: int | None = None,
+        max_time: float | None = None,
+        eval_every: int | None = None,
+        checkpoint_every: int | None = None,
+        out_dir: str | os.PathLike[str] | None = None,
+        monitor: str | None = None,
+        patience: int | None = None,
+        seed: int | None = 0,
+        progress: bool = True,
+        log_every: int = 10,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.model = model
+        self.train_data = train_data
+        self.valid_data = valid_data
+        if isinstance(optimizer, str):
+            key = optimizer.lower()
+            if key not in OPTIMIZERS:
+                raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {sorted(OPTIMIZERS)}")
+            self.optimizer = OPTIMIZERS[key](model.parameters(), lr=lr, weight_decay=weight_decay)
+        else:
+            self.optimizer = optimizer
+        self.lr = lr
+        self.clip_norm = clip_norm
+        self.epochs = epochs
+        self.max_steps = max_steps
+        self.max_time = max_time
+        self.eval_every = eval_every
+        self.checkpoint_every = checkpoint_every
+        self.out_dir = os.fspath(out_dir) if out_dir is not None else None
+        self.monitor = monitor or ("bpc" if model.bits else "loss")
+        self.maximise = self.monitor in _MAXIMISE or self.monitor.endswith("f1")
+        self.patience = patience
+        self.progress = progress
+        self.log_every = max(1, log_every)
+        self.metadata = dict(metadata or {})
+        if seed is not None:
+            backend.manual_seed(seed)
+        # progress through training (all of it saved in checkpoints)
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.elapsed = 0.0
+        self.tokens = 0
+        self.best_value: float | None = None
+        self.best_step: int | None = None
+        self.bad_evals = 0
+        self.last_valid_step: int | None = None
+        self.carried: Any = None
+        self.history: list[float] = []  # training loss of every step of this process
+        self.valid_history: list[dict[str, float]] = []
+        self._stop_requested = False
+
+    # ---- paths -----------------------------------------------------------------------
+    @property
+    def best_path(self) -> str | None:
+        return os.path.join(self.out_dir, "best.npz") if self.out_dir else None
+
+    @property
+    def last_path(self) -> str | None:
+        return os.path.join(self.out_dir, "last.npz") if self.out_dir else None
+
+    @property
+    def log_path(self) -> str | None:
+        return os.path.join(self.out_dir, "metrics.jsonl") if self.out_dir else None
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def _trainer_state(self) -> dict[str, Any]:
+        carried = self.carried
+        n = 0 if carried is None else (1 if isinstance(carried, Tensor) else len(carried))
+        return {
+            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+            "elapsed": self.elapsed, "tokens": self.tokens, "best_value": self.best_value,
+            "best_step": self.best_step, "bad_evals": self.bad_evals, "monitor": self.monitor,
+            "last_valid_step": self.last_valid_step,
+            "carried_parts": n, "carried_single": isinstance(carried, Tensor),
+        }
+
+    def save(self, path: str) -> None:
+        """Write a checkpoint: weights, optimizer, RNG, position, carried state, metadata."""
+        meta = dict(self.metadata)
+        meta["model"] = {"kind": self.model.kind, "config": self.model.config}
+        meta["trainer"] = self._trainer_state()
+        meta["rng"] = backend.get_rng_state()
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        save_checkpoint(path, self.model, self.optimizer, metadata=meta,
+                        extra_arrays=_state_arrays(self.carried))
+
+    def resume(self, path: str | os.PathLike[str]) -> None:
+        """Load a checkpoint written by :meth:`save` and continue from where it was."""
+        ckpt = load_checkpoint(path, self.model, self.optimizer)
+        t = ckpt.metadata.get("trainer")
+        if t is None:
+            raise ValueError(f"{os.fspath(path)} holds no trainer state (was it written by Trainer.save?)")
+        self.step, self.epoch, self.batch_in_epoch = t["step"], t["epoch"], t["batch_in_epoch"]
+        self.elapsed, self.tokens = t["elapsed"], t["tokens"]
+        self.best_value, self.best_step, self.bad_evals = t["best_value"], t["best_step"], t["bad_evals"]
+        self.last_valid_step = t.get("last_valid_step")
+        self.carried = _state_from(ckpt.arrays, t["carried_parts"], t["carried_single"], self.model.device)
+        backend.set_rng_state(ckpt.metadata["rng"])
+
+    # ---- logging -------------------------------------------------------------------------
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.log_path is None:
+            return
+        with open(self.log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    # ---- evaluation ---------------------------------------------------------------------
+    def evaluate(self, data: DataSource | None = None, max_batches: int | None = None) -> dict[str, float]:
+        """Metrics of the model on ``data`` (default: the validation data)."""
+        source = data if data is not None else self.valid_data
+        if source is None:
+            raise ValueError("evaluate: no data given and the trainer has no validation data")
+        was = self.model.training
+        self.model.eval()
+        sums = MetricSums()
+        state = None
+        try:
+            for i, batch in enumerate(source.batches(0)):
+                if max_batches is not None and i >= max_batches:
+                    break
+                counts, state = self.model.evaluate_batch(batch, state if source.carries_state else None)
+                sums.add(counts)
+        finally:
+            self.model.train(was)
+        return sums.summary(bits=self.model.bits)
+
+    def _improved(self, value: float) -> bool:
+        if self.best_value is None:
+            return True
+        return value > self.best_value if self.maximise else value < self.best_value
+
+    def _validate(self) -> dict[str, float]:
+        metrics = self.evaluate()
+        self.last_valid_step = self.step
+        self.valid_history.append(metrics)
+        value = metrics.get(self.monitor)
+        if value is None:
+            raise ValueError(f"monitor {self.monitor!r} is not among the validation metrics {sorted(metrics)}")
+        improved = self._improved(value)
+        if improved:
+            self.best_value, self.best_step, self.bad_evals = value, self.step, 0
+        else:
+            self.bad_evals += 1
+        self._log({"event": "valid", "step": self.step, "epoch": self.epoch, **metrics})
+        if improved and self.best_path:
+            self.save(self.best_path)
+        return metrics
+
+    # ---- training ---------------------------------------------------------------------------
+    def _train_step(self, batch: Batch) -> tuple[float, float]:
+        model = self.model
+        state = self.carried if self.train_data.carries_state else None
+        result = model.loss(batch, state)
+        loss_value = result.loss.item()
+        if not math.isfinite(loss_value):
+            self._nonfinite("loss", loss_value)
+        self.optimizer.zero_grad()
+        result.loss.backward()
+        params = list(model.parameters())
+        if self.clip_norm is not None:
+            norm = optim.clip_grad_norm_(params, self.clip_norm)
+        else:
+            norm = math.sqrt(sum(float((p.grad.data.astype(np.float64) ** 2).sum()) for p in params if p.grad is not None))
+        if not math.isfinite(norm):
+            self._nonfinite("gradient norm", norm)
+        self.optimizer.step()
+        if self.train_data.carries_state:
+            self.carried = detach_state(result.state)
+        return loss_value, norm
+
+    def _nonfinite(self, what: str, value: float) -> None:
+        last = self.last_path if self.last_path and os.path.exists(self.last_path) else None
+        keep = (f"the last good checkpoint is kept: {last}" if last else "no checkpoint was written yet")
+        raise TrainingError(
+            f"the {what} became {value} at step {self.step + 1} (epoch {self.epoch}, batch "
+            f"{self.batch_in_epoch}); training stopped without saving these weights; {keep}. "
+            f"Try a lower learning rate (now {self.lr}) or gradient clipping (clip_norm="
+            f"{self.clip_norm})."
+        )
+
+    def _done(self) -> str | None:
+        if self._stop_requested:
+            return "interrupted"
+        if self.max_steps is not None and self.step >= self.max_steps:
+            return "max_steps"
+        if self.max_time is not None and self.elapsed >= self.max_time:
+            return "max_time"
+        if self.epoch >= self.epochs:
+            return "epochs"
+        if self.patience is not None and self.bad_evals >= self.patience:
+            return "early_stopping"
+        return None
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        if self._stop_requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self._stop_requested = True
+
+    def fit(self, resume: str | os.PathLike[str] | None = None) -> FitSummary:
+        """Train until a stop condition; returns a :class:`FitSummary`.
+
+        Ctrl-C finishes the current step, saves ``last.npz`` and returns with
+        ``stop_reason="interrupted"`` (a second Ctrl-C stops at once).
+        """
+        if resume is not None:
+            self.resume(resume)
+        if self.out_dir:
+            os.makedirs(self.out_dir, exist_ok=True)
+        self.model.train()
+        per_epoch = len(self.train_data)
+        if per_epoch == 0:
+            raise ValueError("the training data has no batches")
+        self._log({"event": "start", "step": self.step, "epoch": self.epoch,
+                   "parameters": self.model.num_parameters(), "model": self.model.kind})
+        old_handler = None
+        try:
+            old_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        except ValueError:  # not the main thread: Ctrl-C handling stays as it was
+            old_handler = None
+        bar = self._progress_bar(per_epoch)
+        start_time = time.perf_counter() - self.elapsed
+        window_tokens, window_start = 0, time.perf_counter()
+        reason = self._done()
+        last_valid: dict[str, float] = {}
+        try:
+            while reason is None:
+                for batch in self.train_data.batches(self.epoch, self.batch_in_epoch):
+                    loss_value, norm = self._train_step(batch)
+                    self.step += 1
+                    self.batch_in_epoch += 1
+                    self.tokens += batch.num_tokens
+                    window_tokens += batch.num_tokens
+                    self.history.append(loss_value)
+                    self.elapsed = time.perf_counter() - start_time
+                    if self.step % self.log_every == 0:
+                        now = time.perf_counter()
+                        tps = window_tokens / max(now - window_start, 1e-9)
+                        window_tokens, window_start = 0, now
+                        self._log({"event": "train", "step": self.step, "epoch": self.epoch,
+                                   "loss": loss_value, "grad_norm": norm, "tokens_per_s": tps,
+                                   "time": self.elapsed})
+                        if bar is not None:
+                            bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tps:,.0f}", refresh=False)
+                    if bar is not None:
+                        bar.update(1)
+                    if self.batch_in_epoch >= per_epoch:
+                        self.epoch += 1
+                        self.batch_in_epoch = 0
+                        self.carried = None
+                        if self.eval_every is None and self.valid_data is not None:
+                            last_valid = self._validate()
+                    if self.eval_every and self.valid_data is not None and self.step % self.eval_every == 0:
+                        last_valid = self._validate()
+                        if bar is not None:
+                            bar.set_description(f"{self.monitor} {last_valid[self.monitor]:.3f}", refresh=False)
+                    if self.checkpoint_every and self.step % self.checkpoint_every == 0 and self.last_path:
+                        self.save(self.last_path)
+                    reason = self._done()
+                    if reason is not None:
+                        break
+                else:
+                    reason = self._done()
+            # a final validation unless one just happened at this step
+            if self.valid_data is not None and reason != "interrupted" and self.last_valid_step != self.step:
+                last_valid = self._validate()
+        finally:
+            if bar is not None:
+                bar.close()
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
+        if self.last_path:
+            self.save(self.last_path)
+        self._log({"event": "end", "step": self.step, "reason": reason, "time": self.elapsed})
+        return FitSummary(
+            steps=self.step, epochs_completed=self.epoch, stop_reason=reason,
+            best={"step": self.best_step, self.monitor: self.best_value},
+            last_valid=last_valid, elapsed=self.elapsed,
+            best_path=self.best_path if self.best_path and os.path.exists(self.best_path) else None,
+            last_path=self.last_path,
+        )
+
+    def _progress_bar(self, per_epoch: int) -> Any:
+        if not self.progress:
+            return None
+        import importlib
+
+        tqdm = importlib.import_module("tqdm.auto").tqdm
+        total = self.epochs * per_epoch
+        if self.max_steps is not None:
+            total = min(total, self.max_steps)
+        return tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True,
+                    file=sys.stderr, leave=True)
+
+    # ---- diagnostics ---------------------------------------------------------------------------
+    def gradient_norms(self, batch: Batch | None = None, loss_at: str = "last") -> npt.NDArray[Any]:
+        """||dL/da<t>|| for every step t of ``batch`` (default: the first training batch).
+
+        See :func:`tinyseq.diagnostics.gradient_norms`.
+        """
+        from .diagnostics import gradient_norms
+
+        if batch is None:
+            batch = next(iter(self.train_data.batches(0)))
+        return gradient_norms(self.model, batch, loss_at=loss_at)
+
+
+def load_model(path: str | os.PathLike[str]) -> tuple[SequenceModel, dict[str, Any]]:
+    """Rebuild the model stored in a checkpoint; returns (model in eval mode, metadata)."""
+    ckpt = load_checkpoint(path)
+    info = ckpt.metadata.get("model")
+    if not isinstance(info, dict) or "kind" not in info:
+        raise ValueError(f"{os.fspath(path)} holds no model description (was it written by Trainer.save?)")
+    model = build_model(info["kind"], dict(info["config"]))
+    model.load_state_dict(ckpt.model_state)
+    model.eval()
+    return model, ckpt.metadata
+
