@@ -212,6 +212,9 @@ def test_buffers_are_saved_and_moved() -> None:
     m.to("testcpu")
     assert m.running.device.name == "testcpu"
     assert [n for n, _ in m.named_parameters()] == ["lin.weight", "lin.bias"]
+    m.running = ts.nn.Parameter(ts.zeros(2))  # a Parameter takes the name over, as in PyTorch
+    assert [n for n, _ in m.named_parameters()] == ["running", "lin.weight", "lin.bias"]
+    assert [n for n, _ in m.named_buffers()] == []
 
 
 # ---- modes, devices, gradients, containers --------------------------------------------------

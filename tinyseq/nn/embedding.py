@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .. import backend
 from ..backend import Device
 from ..functional import embedding
@@ -89,13 +91,17 @@ class Embedding(Module):
 
     def forward(self, ids: Any) -> Tensor:
         """ids: integer Tensor or array (...) -> (..., embedding_dim)."""
+        dev = self.weight.device
+        if not isinstance(ids, Tensor):
+            # a host array or list of ids: bring it to the table's device
+            host = backend.to_numpy(ids) if hasattr(ids, "shape") else np.asarray(ids)
+            ids = host if dev.name == "cpu" else dev.xp.asarray(host)
         if self.padding_idx is None or not self.weight.requires_grad:
             return embedding(ids, self.weight)
         with no_grad():  # the lookup with its checks; the graph node is made below
             rows = embedding(ids, self.weight)
         idx = ids.data if isinstance(ids, Tensor) else ids
         pad = self.padding_idx
-        dev = self.weight.device
         wshape = self.weight.shape
 
         def backward(g: Array) -> tuple[Array]:

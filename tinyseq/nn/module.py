@@ -54,7 +54,9 @@ class Module:
                 f"{type(self).__name__}.__init__ must call super().__init__() before "
                 f"setting attribute {name!r}"
             )
-        if name in self._buffers and (value is None or isinstance(value, Tensor)):
+        if name in self._buffers and (
+            value is None or (isinstance(value, Tensor) and not isinstance(value, Parameter))
+        ):
             # assigning a tensor to a buffer's name replaces the buffer, as in PyTorch
             self._buffers[name] = value
             object.__setattr__(self, name, value)
