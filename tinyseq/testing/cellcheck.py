@@ -137,7 +137,8 @@ class _Context:
             cell = self.factory(self.I, self.H)
         if not isinstance(cell, Cell):
             raise CheckFailed(f"the factory returned {type(cell).__name__}, not a tinyseq Cell")
-        return cell.to(self.dev)  # type: ignore[return-value]
+        cell.to(self.dev)
+        return cell
 
     def randn(self, *shape: int, scale: float = 1.0, requires_grad: bool = False) -> Tensor:
         host = self.rng.standard_normal(shape) * scale
@@ -148,7 +149,7 @@ class _Context:
         return host if self.dev.name == "cpu" else self.dev.xp.asarray(host)
 
 
-def _np(t: Tensor) -> np.ndarray:  # type: ignore[type-arg]
+def _np(t: Tensor) -> np.ndarray:
     return backend.to_numpy(t.data)
 
 
@@ -202,7 +203,7 @@ def _loss(y: Tensor, state: State, seed: int = 1) -> Tensor:
     return total
 
 
-def _grads(tensors: Iterable[Tensor]) -> list[np.ndarray | None]:  # type: ignore[type-arg]
+def _grads(tensors: Iterable[Tensor]) -> list[np.ndarray | None]:
     return [None if t.grad is None else _np(t.grad) for t in tensors]
 
 
@@ -264,8 +265,10 @@ def _gradcheck(ctx: _Context) -> str:
         s0 = _state_of(cell, B, ctx, random=True, requires_grad=True)
         mask = None if lengths is None else ctx.mask(lengths, T)
 
-        def fn(x: Tensor, *rest: Tensor, mask: Any = mask) -> tuple[Tensor, ...]:
-            state = tuple(rest[: len(s0)])
+        n_state = len(s0)
+
+        def fn(x: Tensor, *rest: Tensor, mask: Any = mask, n: int = n_state) -> tuple[Tensor, ...]:
+            state = tuple(rest[:n])
             y, final = run_cell(cell, x, state, mask, False, fused=False)
             return (y, *final)
 
@@ -334,8 +337,8 @@ def _bidirectional(ctx: _Context) -> str:
                 "independent cells"
             )
         out, state = rec(x, lengths=lengths)
-        O = fwd.output_size
-        want = (T, B, 2 * O if merge == "concat" else O)
+        out_size = fwd.output_size
+        want = (T, B, 2 * out_size if merge == "concat" else out_size)
         if out.shape != want:
             raise CheckFailed(f"merge={merge}: output shape {out.shape}, expected {want}")
         parts = state if isinstance(state, tuple) else (state,)
@@ -346,8 +349,8 @@ def _bidirectional(ctx: _Context) -> str:
         y_f, _ = run_cell(fwd, x, None, mask, False)
         y_b, _ = run_cell(bwd, x, None, mask, True)
         if merge == "concat":
-            _close(out[:, :, :O], y_f, "concat: first half vs the forward cell alone")
-            _close(out[:, :, O:], y_b, "concat: second half vs the backward cell run in reverse")
+            _close(out[:, :, :out_size], y_f, "concat: first half vs the forward cell alone")
+            _close(out[:, :, out_size:], y_b, "concat: second half vs the backward cell run in reverse")
         _loss(out, parts).backward()
         missing = _missing_grads(rec)
         if missing:
@@ -364,9 +367,9 @@ def _stacked(ctx: _Context) -> str:
                         bidirectional=[False, True, False], dtype=backend.float64)
     rec.to(ctx.dev)
     out, state = rec(x, lengths=lengths)
-    O = rec.cell_at(0).output_size
-    if out.shape != (T, B, O):
-        raise CheckFailed(f"output shape {out.shape}, expected {(T, B, O)}")
+    out_size = rec.cell_at(0).output_size
+    if out.shape != (T, B, out_size):
+        raise CheckFailed(f"output shape {out.shape}, expected {(T, B, out_size)}")
     parts = state if isinstance(state, tuple) else (state,)
     for name, s in zip(rec.state_names, parts):
         if s.shape != (4, B, ctx.H):
@@ -420,7 +423,7 @@ def _fused(ctx: _Context) -> str:
         for reverse in (False, True):
             mask = ctx.mask(lengths, T) if use_mask else None
             case = f"{'mask' if use_mask else 'no mask'}, {'reverse' if reverse else 'forward'}"
-            runs = []
+            runs: list[tuple[Any, ...]] = []
             for fused in (True, False):
                 x = ctx.randn(T, B, ctx.I, requires_grad=True) if not runs else Tensor(
                     _np(runs[0][0]), device=ctx.dev, requires_grad=True)
