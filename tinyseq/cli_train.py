@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -54,6 +56,23 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
                    help="an option of the cell, e.g. variant=lecture (repeatable)")
 
 
+def _friendly(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Report bad input (files, data, checkpoints, settings) as one line, exit status 1."""
+
+    @functools.wraps(fn)
+    def run(args: argparse.Namespace) -> int:
+        from .checkpoint import CheckpointError
+
+        try:
+            return fn(args)
+        except (CheckpointError, FileNotFoundError, ValueError, KeyError, TypeError) as err:
+            msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+            print(f"error: {msg}", file=sys.stderr)
+            return 1
+
+    return run
+
+
 def add_commands(sub: Any) -> None:
     """Register train, generate/sample, evaluate and predict."""
     p = sub.add_parser(
@@ -65,7 +84,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--quick", action="store_true", help="tiny model and budget (smoke test)")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its last.npz")
     _add_config_flags(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=_friendly(cmd_train))
 
     for name, aliases in (("generate", ["sample"]),):
         g = sub.add_parser(name, aliases=aliases, help="generate from a checkpoint (language model, "
@@ -82,19 +101,19 @@ def add_commands(sub: Any) -> None:
         g.add_argument("--beam", type=int, default=None, metavar="WIDTH", help="beam search width")
         g.add_argument("--length-penalty", type=float, default=1.0)
         g.add_argument("--seed", type=int, default=None)
-        g.set_defaults(func=cmd_generate)
+        g.set_defaults(func=_friendly(cmd_generate))
 
     e = sub.add_parser("evaluate", help="metrics of a checkpoint on a data file")
     e.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
     e.add_argument("--data", default=None, help="data file (default: the run's validation data)")
-    e.set_defaults(func=cmd_evaluate)
+    e.set_defaults(func=_friendly(cmd_evaluate))
 
     r = sub.add_parser("predict", help="predictions of a checkpoint for inputs or a file")
     r.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
     r.add_argument("--input", action="append", default=[], help="one input (repeatable)")
     r.add_argument("--data", default=None, help="a data file in the training format")
     r.add_argument("--beam", type=int, default=None, metavar="WIDTH")
-    r.set_defaults(func=cmd_predict)
+    r.set_defaults(func=_friendly(cmd_predict))
 
 
 # ---- train ----------------------------------------------------------------------------------
