@@ -129,7 +129,7 @@ def _flag_values(args: argparse.Namespace) -> dict[str, Any]:
         for item in args.cell_option:
             key, sep, val = item.partition("=")
             if not sep:
-                raise SystemExit(f"--cell-option expects KEY=VALUE, got {item!r}")
+                raise ValueError(f"--cell-option expects KEY=VALUE, got {item!r}")
             opts[key] = _value(val)
         out["cell_options"] = opts
     return out
@@ -204,9 +204,15 @@ def _lm_samples(path: str, length: int, seed: int) -> None:
     vocab = vocabs_from_metadata(meta)["input"]
     prime = "The "
     for temp in (0.5, 1.0):
-        ids = model.generate(vocab.encode_text(prime), length, temperature=temp, rng=seed)  # type: ignore[attr-defined]
+        ids = model.generate(vocab.encode_text(prime), length, temperature=temp, rng=seed,
+                             exclude=_special_ids(vocab))
         print(f"\n--- sample, temperature {temp} ---\n{prime}{vocab.decode_text(ids)}")
     print()
+
+
+def _special_ids(vocab: Any) -> list[int]:
+    """Ids a language model should never produce as text (pad, begin, end)."""
+    return [vocab.stoi[t] for t in ("<pad>", "<bos>", "<eos>") if t in vocab.specials]
 
 
 def _plots(trainer: Any, out: str) -> None:
@@ -227,7 +233,7 @@ def _load(path: str) -> tuple[Any, dict[str, Any], dict[str, Any], Any]:
     from .trainer import load_model
 
     if not os.path.exists(path):
-        raise SystemExit(f"checkpoint not found: {path} (train one with `tinyseq train`)")
+        raise FileNotFoundError(f"checkpoint not found: {path} (train one with `tinyseq train`)")
     model, meta = load_model(path)
     vocabs = vocabs_from_metadata(meta)
     cfg = make_config({k: v for k, v in meta.get("config", {}).items()})
@@ -243,7 +249,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         ids = vocab.encode_text(prime) or [vocab.bos_id]
         for temp in temps:
             out = model.generate(ids, args.length, temperature=temp, top_k=args.top_k,
-                                 greedy=args.greedy, rng=args.seed)
+                                 greedy=args.greedy, rng=args.seed, exclude=_special_ids(vocab))
             if len(temps) > 1:
                 print(f"--- temperature {temp} ---")
             print(prime + vocab.decode_text(out))
@@ -257,7 +263,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         for ids in out:
             print(_show_ids(ids, vocabs.get("target")))
         return 0
-    raise SystemExit(f"generate works with language_model, seq2seq and one_to_many checkpoints, "
+    raise ValueError(f"generate works with language_model, seq2seq and one_to_many checkpoints, "
                      f"this one holds a {model.kind}; use `tinyseq predict`")
 
 
@@ -271,13 +277,13 @@ def _inputs_batch(model: Any, vocabs: dict[str, Any], cfg: Any, inputs: list[str
     from .data import Batch, pad_sequences, tokenize
 
     if not inputs:
-        raise SystemExit("give at least one --input")
+        raise ValueError("give at least one --input")
     n = len(inputs)
     if model.kind == "one_to_many":
         try:
             vecs = np.array([[float(v) for v in s.split(",")] for s in inputs], dtype=np.float32)
         except ValueError:
-            raise SystemExit("one-to-many --input expects comma-separated numbers, e.g. 0.1,0.5,1") from None
+            raise ValueError("one-to-many --input expects comma-separated numbers, e.g. 0.1,0.5,1") from None
         return Batch(x=vecs, y=np.zeros((n, 1), dtype=np.int64))
     key = "source" if "source" in vocabs else "input"
     if key in vocabs:
@@ -313,7 +319,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         task = build_task(cfg, vocabs)
         data = task.valid_data
         if data is None:
-            raise SystemExit("the run had no validation data; give --data FILE")
+            raise ValueError("the run had no validation data; give --data FILE")
     metrics = Trainer(model, data, progress=False, seed=None).evaluate(data)
     print(json.dumps(metrics, indent=2))
     return 0
@@ -322,7 +328,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     model, _, vocabs, cfg = _load(args.checkpoint)
     if model.kind == "language_model":
-        raise SystemExit("for a language model use `tinyseq generate --prime TEXT`")
+        raise ValueError("for a language model use `tinyseq generate --prime TEXT`")
     inputs = list(args.input)
     if args.data:
         from .data import read_lines
@@ -344,6 +350,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for text, ids in zip(inputs, model.decode(batch, max_len=100, method=method, beam_width=args.beam or 5)):
             print(f"{text}\t{_show_ids(ids, vocabs.get('target'))}")
     else:
-        raise SystemExit(f"predict does not handle {model.kind} checkpoints from the command line; "
+        raise ValueError(f"predict does not handle {model.kind} checkpoints from the command line; "
                          "use `tinyseq evaluate --data FILE`")
     return 0

@@ -226,8 +226,12 @@ class LanguageModel(SequenceModel):
         top_k: int | None = None,
         greedy: bool = False,
         rng: Any = None,
+        exclude: Sequence[int] = (),
     ) -> list[int]:
-        """Ids that continue ``prime`` (at least one id), ``length`` of them."""
+        """Ids that continue ``prime`` (at least one id), ``length`` of them.
+
+        exclude: ids never to produce (e.g. the vocabulary's pad/begin/end tokens).
+        """
         if len(prime) == 0:
             raise ValueError("generate needs a non-empty prime (e.g. the <bos> id or some text)")
         was = self.training
@@ -238,9 +242,18 @@ class LanguageModel(SequenceModel):
                 if len(prime) > 1:
                     _, state = self(np.asarray(prime[:-1])[:, None], None)
                 start = np.asarray(prime[-1:])
+                banned = np.asarray(list(exclude), dtype=np.int64)
+
+                def step(tokens: Arr, st: State) -> tuple[Arr, State]:
+                    logits, st = self.step_fn(tokens, st)
+                    if banned.size:
+                        logits = logits.copy()
+                        logits[:, banned] = -np.inf
+                    return logits, st
+
                 if greedy:
-                    return decoding.greedy(self.step_fn, state, start, length)[0]
-                return decoding.sample(self.step_fn, state, start, length, temperature, top_k, rng=rng)[0]
+                    return decoding.greedy(step, state, start, length)[0]
+                return decoding.sample(step, state, start, length, temperature, top_k, rng=rng)[0]
         finally:
             self.train(was)
 
@@ -407,7 +420,7 @@ class SequenceTagger(SequenceModel):
         self.eval()
         with no_grad():
             pred = backend.to_numpy(self(batch).data.argmax(axis=-1)).T
-        mask = self._mask(batch)
+        mask = batch.x_mask if batch.x_mask is not None else np.ones(pred.shape, dtype=bool)
         return [pred[b, : int(mask[b].sum())].tolist() for b in range(len(batch))]
 
 
