@@ -671,7 +671,9 @@ def add(a: Tensor, b: Operand) -> Tensor:
     sa, sb = a.data.shape, b.data.shape
 
     def backward(g: Array) -> tuple[Array, Array]:
-        return _unbroadcast(g, sa), _unbroadcast(g, sb)
+        # the shape test inline: most calls need no reduction, and a call costs more
+        gs = g.shape
+        return (g if gs == sa else _unbroadcast(g, sa)), (g if gs == sb else _unbroadcast(g, sb))
 
     return _make(a.data + b.data, a.device, (a, b), backward)
 
@@ -687,7 +689,8 @@ def sub(a: Tensor, b: Operand) -> Tensor:
     sa, sb = a.data.shape, b.data.shape
 
     def backward(g: Array) -> tuple[Array, Array]:
-        return _unbroadcast(g, sa), _unbroadcast(-g, sb)
+        gs = g.shape
+        return (g if gs == sa else _unbroadcast(g, sa)), (-g if gs == sb else _unbroadcast(-g, sb))
 
     return _make(a.data - b.data, a.device, (a, b), backward)
 
@@ -706,13 +709,19 @@ def mul(a: Tensor, b: Operand) -> Tensor:
     if a.device is not b.device or a.data.dtype != b.data.dtype:
         _mismatch(a, b, "mul")
     ad, bd = a.data, b.data
+    out = ad * bd
+    # whether each side was broadcast, decided once here instead of in every backward
+    same_a, same_b = out.shape == ad.shape, out.shape == bd.shape
 
     def backward(g: Array) -> tuple[Array | None, Array | None]:
-        ga = _unbroadcast(g * bd, ad.shape) if a.requires_grad else None
-        gb = _unbroadcast(g * ad, bd.shape) if b.requires_grad else None
+        ga = gb = None
+        if a.requires_grad:
+            ga = g * bd if same_a else _unbroadcast(g * bd, ad.shape)
+        if b.requires_grad:
+            gb = g * ad if same_b else _unbroadcast(g * ad, bd.shape)
         return ga, gb
 
-    return _make(ad * bd, a.device, (a, b), backward)
+    return _make(out, a.device, (a, b), backward)
 
 
 def div(a: Tensor, b: Operand) -> Tensor:
