@@ -139,6 +139,8 @@ case("squeeze_axis", lambda a: ts.squeeze(a, -1), lambda a: a.squeeze(-1), (3, 1
 # ---- indexing -----------------------------------------------------------------------------
 case("getitem_int", lambda a: a[1], lambda a: a[1], (3, 4))
 case("getitem_slices", lambda a: a[:, 1:3], lambda a: a[:, 1:3], (3, 4))
+case("getitem_numpy_int", lambda a: a[np.int64(2), 1:], lambda a: a[2, 1:], (3, 4))
+case("getitem_full_int", lambda a: a[1, 2] * a, lambda a: a[1, 2] * a, (3, 4))
 case("getitem_step_ellipsis", lambda a: a[..., ::2], lambda a: a[..., ::2], (2, 3, 4))
 case("getitem_negative_newaxis", lambda a: a[-1, None, 1:], lambda a: a[-1, None, 1:],
      (3, 4))

@@ -1058,6 +1058,10 @@ def getitem(a: Tensor, index: Any) -> Tensor:
         index = tuple(_index_on(dev, i) for i in index)
     else:
         index = _index_on(dev, index)
+    parts = index if isinstance(index, tuple) else (index,)
+    if all(isinstance(i, _BASIC_INDEX) and not isinstance(i, bool) for i in parts):
+        # basic indexing never picks an element twice: a plain write does the backward
+        return getitem_slice(a, index)
     out = a.data[index]
     shape, dtype = a.data.shape, a.data.dtype
 
@@ -1067,6 +1071,9 @@ def getitem(a: Tensor, index: Any) -> Tensor:
         return (full,)
 
     return _make(out, dev, (a,), backward)
+
+
+_BASIC_INDEX = (int, np.integer, slice, type(None), type(Ellipsis))
 
 
 def _index_on(dev: Device, index: Any) -> Any:
@@ -1136,8 +1143,9 @@ def split(a: Tensor, sections: int | Sequence[int], axis: int = 0) -> list[Tenso
     return out
 
 
-def getitem_slice(a: Tensor, index: tuple[Any, ...]) -> Tensor:
-    """``a[index]`` for basic slices only: the backward writes, no scatter needed."""
+def getitem_slice(a: Tensor, index: Any) -> Tensor:
+    """``a[index]`` for basic indices only (ints, slices, None, ...): the backward writes,
+    no scatter needed."""
     out = a.data[index]
     dev = a.device
     shape, dtype = a.data.shape, a.data.dtype
