@@ -200,7 +200,10 @@ def _lm_samples(path: str, length: int, seed: int) -> None:
     from .tasks import vocabs_from_metadata
     from .trainer import load_model
 
+    from .models import LanguageModel
+
     model, meta = load_model(path)
+    assert isinstance(model, LanguageModel)
     vocab = vocabs_from_metadata(meta)["input"]
     prime = "The "
     for temp in (0.5, 1.0):
