@@ -266,7 +266,13 @@ def test_clip_grad_norm_nonfinite() -> None:
 
 # ---- schedules --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "name,kw", [("StepLR", {"step_size": 3, "gamma": 0.5}), ("ExponentialLR", {"gamma": 0.9})]
+    "name,kw",
+    [
+        ("StepLR", {"step_size": 3, "gamma": 0.5}),
+        ("ExponentialLR", {"gamma": 0.9}),
+        ("CosineAnnealingLR", {"T_max": 4}),
+        ("CosineAnnealingLR", {"T_max": 3, "eta_min": 0.01}),
+    ],
 )
 def test_schedules_match_torch(torch, name: str, kw: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
     p, tp = ts.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)

@@ -6,11 +6,12 @@ does (the same multiplicative updates, so the same floating-point sequence).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .optimizer import Optimizer
 
-__all__ = ["LRScheduler", "StepLR", "ExponentialLR"]
+__all__ = ["LRScheduler", "StepLR", "ExponentialLR", "CosineAnnealingLR"]
 
 
 class LRScheduler:
@@ -33,7 +34,11 @@ class LRScheduler:
         self.base_lrs: list[float] = [g["initial_lr"] for g in optimizer.param_groups]
         self.last_epoch = last_epoch
         self._last_lr: list[float] = []
+        # the constructor's own step only records the current rates (PyTorch's rule)
+        self._step_count = 0
+        self._is_initial = True
         self.step()
+        self._is_initial = False
 
     def get_lr(self) -> list[float]:
         """The learning rates for the current ``last_epoch`` (from the current ones)."""
@@ -41,6 +46,7 @@ class LRScheduler:
 
     def step(self) -> None:
         """Advance one epoch and set each group's ``lr``."""
+        self._step_count += 1
         self.last_epoch += 1
         for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
             group["lr"] = lr
@@ -87,6 +93,41 @@ class ExponentialLR(LRScheduler):
 
     def get_lr(self) -> list[float]:
         lrs = [g["lr"] for g in self.optimizer.param_groups]
-        if self.last_epoch == 0:
+        if self._is_initial:
             return lrs
         return [lr * self.gamma for lr in lrs]
+
+
+class CosineAnnealingLR(LRScheduler):
+    """Anneal from the initial rate to ``eta_min`` along half a cosine over ``T_max`` epochs.
+
+    lr_t = eta_min + (base_lr - eta_min)·(1 + cos(π·t / T_max)) / 2, computed step by
+    step as PyTorch does (and rising again after T_max, as there).
+    """
+
+    def __init__(
+        self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1
+    ) -> None:
+        if T_max <= 0:
+            raise ValueError(f"T_max must be a positive integer, got {T_max}")
+        self.T_max = T_max
+        self.eta_min = eta_min
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        groups = self.optimizer.param_groups
+        t, T, low = self.last_epoch, self.T_max, self.eta_min
+        if self._is_initial:
+            return [g["lr"] for g in groups]
+        if self._step_count == 1 and t > 0:
+            return [low + (base - low) * (1 + math.cos(t * math.pi / T)) / 2 for base in self.base_lrs]
+        if (t - 1 - T) % (2 * T) == 0:
+            return [
+                g["lr"] + (base - low) * (1 - math.cos(math.pi / T)) / 2
+                for base, g in zip(self.base_lrs, groups)
+            ]
+        return [
+            (1 + math.cos(math.pi * t / T)) / (1 + math.cos(math.pi * (t - 1) / T))
+            * (g["lr"] - low) + low
+            for g in groups
+        ]
