@@ -6,7 +6,7 @@
     y.backward()
 """
 
-from . import backend, nn, optim
+from . import backend, data, decoding, metrics, models, nn, optim
 from .backend import (
     Device,
     cuda_is_available,
@@ -62,6 +62,7 @@ from .tensor import (
     transpose,
     where,
 )
+from .trainer import Trainer
 
 cat = concatenate
 
@@ -140,5 +141,10 @@ __all__ = [
     "hookimpl",
     "Recurrent",
     "detach_state",
+    "data",
+    "decoding",
+    "metrics",
+    "models",
+    "Trainer",
     "__version__",
 ]
