@@ -121,7 +121,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     rounds = args.rounds or (1 if args.quick else 6)
     runs = args.runs or (2 if args.quick else 5)
     n_ops = max(OPS_PER_BLOCK, args.ops // OPS_PER_BLOCK * OPS_PER_BLOCK)
-    threads = os.cpu_count() or 1
+    # the cores this process may use: NumPy's BLAS uses them all, so torch gets as many
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
 
     try:
         import torch

@@ -64,3 +64,10 @@ def _fresh_state() -> Iterator[None]:
     backend.set_default_device(_SESSION_DEVICE)
     backend.set_default_dtype(backend.float32)
     ts.set_grad_enabled(True)
+
+
+@pytest.fixture
+def cpu_default() -> None:
+    """Make "cpu" the default device for one test, whatever TINYSEQ_DEVICE says (for
+    tests that build cpu tensors with plain constructors and compare against others)."""
+    backend.set_default_device("cpu")

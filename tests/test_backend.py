@@ -75,6 +75,7 @@ def test_creation_on_testcpu() -> None:
         assert type(t.data) is TestArray and t.device is ts.device("testcpu")
 
 
+@pytest.mark.usefixtures("cpu_default")
 def test_to_moves_and_gradient_flows_back() -> None:
     x = ts.tensor([1.0, 2.0, 3.0], requires_grad=True)
     y = x.to("testcpu")
@@ -87,6 +88,7 @@ def test_to_moves_and_gradient_flows_back() -> None:
     assert x.to("cpu") is x  # nothing to do: the same tensor
 
 
+@pytest.mark.usefixtures("cpu_default")
 def test_moves_copy_the_data() -> None:
     a = ts.tensor([1.0, 2.0])
     b = a.to("testcpu")
@@ -119,6 +121,7 @@ def test_to_numpy_gives_plain_ndarrays() -> None:
         backend.device_of([1.0])
 
 
+@pytest.mark.usefixtures("cpu_default")
 def test_device_context_manager_sets_the_default() -> None:
     assert ts.get_default_device().name == "cpu"
     with ts.device("testcpu") as dev:

@@ -93,6 +93,7 @@ def test_embedding_accepts_host_ids_and_lists(device: str) -> None:
     np.testing.assert_array_equal(a.detach().numpy(), [[9, 10, 11], [0, 1, 2]])
 
 
+@pytest.mark.usefixtures("cpu_default")
 def test_embedding_errors() -> None:
     w = ts.ones(4, 3)
     with pytest.raises(IndexError, match=r"out of range.*\[0, 7\].*4 rows"):

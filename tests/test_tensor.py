@@ -51,6 +51,7 @@ def test_requires_grad_only_for_floats() -> None:
         ts.tensor([1, 2]).requires_grad_()
 
 
+@pytest.mark.usefixtures("cpu_default")
 def test_repr_shows_device_dtype_and_grad() -> None:
     assert repr(ts.tensor([1.0, 2.0])) == "tensor([1., 2.])"
     r = repr(ts.tensor([1.0], dtype=ts.float64, device="testcpu", requires_grad=True))
@@ -90,6 +91,7 @@ def test_numpy_scalar_operand_keeps_float32() -> None:
         assert out.dtype == np.float32
 
 
+@pytest.mark.usefixtures("cpu_default")
 def test_numpy_array_operand_broadcasts_with_the_right_gradient() -> None:
     a = ts.tensor([1.0, 2.0, 3.0], requires_grad=True)
     y = a * np.full((2, 3), 2.0, dtype=np.float32) + np.ones((2, 3), dtype=np.float32)
@@ -407,6 +409,7 @@ def test_matmul_shape_mismatch_names_both_shapes() -> None:
         ts.tensor(2.0) @ ts.ones(2)
 
 
+@pytest.mark.usefixtures("cpu_default")
 def test_mixing_devices_names_both() -> None:
     a, b = ts.ones(2), ts.ones(2, device="testcpu")
     for op in (lambda: a + b, lambda: a * b, lambda: a - b, lambda: a / b, lambda: a @ b,
@@ -416,6 +419,7 @@ def test_mixing_devices_names_both() -> None:
             op()
 
 
+@pytest.mark.usefixtures("cpu_default")
 def test_mixing_dtypes_names_both() -> None:
     a, b = ts.ones(2), ts.ones(2, dtype=ts.float64)
     for op in (lambda: a + b, lambda: a * b, lambda: b - a, lambda: a @ b,
