@@ -1081,7 +1081,7 @@ def _index_on(dev: Device, index: Any) -> Any:
     (as PyTorch accepts a CPU index for a CUDA tensor)."""
     if isinstance(index, Tensor):
         return _move(index.data, index.device, dev) if index.device is not dev else index.data
-    if dev.name != "cpu" and type(index) is np.ndarray:
+    if dev.name != "cpu" and (type(index) is np.ndarray or isinstance(index, list)):
         return dev.xp.asarray(index)
     return index
 
