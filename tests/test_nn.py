@@ -283,3 +283,14 @@ def test_parameters_registered_once_and_containers() -> None:
     with pytest.raises(TypeError, match="got int"):
         seq.append(3)  # type: ignore[arg-type]
     assert seq.num_parameters() == 6
+
+
+def test_assigning_to_a_parameter_name() -> None:
+    lin = ts.nn.Linear(2, 2)
+    with pytest.raises(TypeError, match="cannot assign Tensor as parameter 'weight' of Linear"):
+        lin.weight = ts.zeros(2, 2)  # type: ignore[assignment]
+    lin.bias = None
+    assert [n for n, _ in lin.named_parameters()] == ["weight"]
+    assert lin(ts.ones(1, 2)).shape == (1, 2)
+    lin.bias = ts.nn.Parameter(ts.zeros(2))
+    assert [n for n, _ in lin.named_parameters()] == ["weight", "bias"]

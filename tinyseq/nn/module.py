@@ -61,10 +61,17 @@ class Module:
             self._buffers[name] = value
             object.__setattr__(self, name, value)
             return
+        if name in self._parameters and not (value is None or isinstance(value, Parameter)):
+            raise TypeError(
+                f"cannot assign {type(value).__name__} as parameter {name!r} of "
+                f"{type(self).__name__}: expected a Parameter or None (to change the values, "
+                f"assign to .{name}.data)"
+            )
+        was_parameter = name in self._parameters
         for table in (self._parameters, self._buffers, self._modules):
             table.pop(name, None)
-        if isinstance(value, Parameter):
-            self._parameters[name] = value
+        if isinstance(value, Parameter) or (value is None and was_parameter):
+            self._parameters[name] = value  # None keeps an optional parameter's slot
         elif isinstance(value, Module):
             self._modules[name] = value
         object.__setattr__(self, name, value)
