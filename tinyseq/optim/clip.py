@@ -34,10 +34,12 @@ def clip_grad_norm_(
         raise ValueError(f"norm_type must be positive or inf, got {norm_type}")
     if math.isinf(p_norm):
         total = max(float(g.device.xp.abs(g.data).max()) if g.size else 0.0 for g in grads)
+    elif p_norm == 2.0:
+        # the common case: a dot product per tensor (BLAS), no temporaries
+        total = math.sqrt(sum(float(g.device.xp.vdot(g.data.ravel(), g.data.ravel())) for g in grads))
     else:
-        # one norm per tensor, then the norm of those norms (PyTorch's order)
-        norms = [float((g.device.xp.abs(g.data) ** p_norm).sum()) ** (1 / p_norm) for g in grads]
-        total = sum(n**p_norm for n in norms) ** (1 / p_norm)
+        norms = [float((g.device.xp.abs(g.data) ** p_norm).sum()) for g in grads]
+        total = sum(norms) ** (1 / p_norm)
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(
             f"the total norm of order {norm_type} of the gradients is {total}, so they "
