@@ -173,6 +173,8 @@ def test_bad_inputs_are_refused_before_writing(tmp_path: Path) -> None:
     with pytest.raises(ts.CheckpointError, match="'extra/bad' has dtype object"):
         ts.save_checkpoint(path, model, extra_arrays={"bad": np.array([{}], dtype=object)})
     assert not path.exists() and os.listdir(tmp_path) == []
+    with pytest.raises(ts.CheckpointError, match="cannot create a file in .*missing_dir.*No such file"):
+        ts.save_checkpoint(tmp_path / "missing_dir" / "x.ckpt", model)
 
 
 def test_mismatched_model_changes_neither_model_nor_optimizer(tmp_path: Path) -> None:

@@ -144,7 +144,13 @@ def save_checkpoint(
             )
     arrays[_META] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     directory = os.path.dirname(os.path.abspath(name))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(name)}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(name)}.", suffix=".tmp", dir=directory)
+    except OSError as err:
+        raise CheckpointError(
+            f"cannot save checkpoint {name}: cannot create a file in {directory} "
+            f"({err.strerror or err})"
+        ) from err
     try:
         with os.fdopen(fd, "wb") as f:
             _write_npz(f, arrays)
