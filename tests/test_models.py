@@ -141,7 +141,7 @@ def test_seq2seq_learns_reverse(bidirectional, teacher_forcing) -> None:
                     bidirectional=bidirectional, teacher_forcing=teacher_forcing)
     train = SequenceDataset(xs, ys, 32, y_is_sequence=True, bucket=4)
     valid = SequenceDataset(vx, vy, 60, y_is_sequence=True, shuffle=False)
-    trainer, _ = fit(model, train, valid, steps=250, lr=1e-2, monitor="exact_match")
+    trainer, _ = fit(model, train, valid, steps=150, lr=1e-2, monitor="exact_match")
     m = trainer.evaluate()
     assert m["loss"] < 0.2 * math.log(8), m
     assert m["exact_match"] >= 0.8, m
