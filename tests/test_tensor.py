@@ -74,6 +74,19 @@ def test_item_len_and_conversions() -> None:
         ts.ones(2, requires_grad=True).numpy()
 
 
+def test_format_and_iteration() -> None:
+    loss = ts.tensor(1.23456)
+    assert f"{loss:.2f}" == "1.23"
+    assert f"{ts.ones(2)}" == "tensor([1., 1.])"
+    x = ts.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    rows = list(x)
+    assert [r.tolist() for r in rows] == [[1.0, 2.0], [3.0, 4.0]]
+    (rows[0] * 2 + rows[1]).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[2.0, 2.0], [1.0, 1.0]])  # type: ignore[union-attr]
+    with pytest.raises(TypeError, match="0-d"):
+        list(loss)
+
+
 def test_comparisons_give_bool_tensors_without_grad() -> None:
     a = ts.tensor([1.0, 2.0, 3.0], requires_grad=True)
     for out, expected in [(a < 2, [1, 0, 0]), (a <= 2, [1, 1, 0]), (a > 2, [0, 0, 1]),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Union
 
 import numpy as np
@@ -169,7 +169,7 @@ class Tensor:
     # ---- properties ---------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.data.shape)
+        return self.data.shape  # type: ignore[no-any-return]
 
     @property
     def ndim(self) -> int:
@@ -195,6 +195,18 @@ class Tensor:
         if self.data.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
         return int(self.data.shape[0])
+
+    def __iter__(self) -> Iterator[Tensor]:
+        """The sub-tensors along the first axis (each one a graph node, like ``t[i]``)."""
+        if self.data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (getitem(self, i) for i in range(self.data.shape[0]))
+
+    def __format__(self, spec: str) -> str:
+        # f"{loss:.4f}" formats a 0-d tensor's value, as in PyTorch
+        if self.data.ndim == 0:
+            return format(self.item(), spec)
+        return object.__format__(self, spec)
 
     def __repr__(self) -> str:
         body = np.array2string(
