@@ -197,10 +197,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _lm_samples(path: str, length: int, seed: int) -> None:
+    from .models import LanguageModel
     from .tasks import vocabs_from_metadata
     from .trainer import load_model
-
-    from .models import LanguageModel
 
     model, meta = load_model(path)
     assert isinstance(model, LanguageModel)
