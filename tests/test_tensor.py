@@ -470,3 +470,15 @@ def test_overhead_benchmark_quick_smoke() -> None:
     )
     assert run.returncode == 0, run.stderr
     assert "tinyseq:" in run.stdout and " ms" in run.stdout
+
+
+def test_overhead_benchmark_without_torch() -> None:
+    # a None entry in sys.modules makes "import torch" fail, as if it were not installed
+    code = ("import sys, runpy; sys.modules['torch'] = None; "
+            "sys.argv = ['overhead.py', '--quick', '--ops', '50']; "
+            f"runpy.run_path({str(ROOT / 'benchmarks' / 'overhead.py')!r}, run_name='__main__')")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    assert "tinyseq:" in run.stdout and "PyTorch not installed" in run.stdout
+    assert "ratio" not in run.stdout
