@@ -453,6 +453,10 @@ def test_other_shape_errors() -> None:
         ts.stack([ts.ones(2), ts.ones(3)])
     with pytest.raises(ValueError, match="squeeze axis 0 of size 2"):
         ts.ones(2, 1).squeeze(0)
+    with pytest.raises(ValueError, match="axis 2 is out of range.*2 dimensions"):
+        ts.ones(2, 1).squeeze(2)
+    assert ts.ones(2, 1).squeeze(-1).shape == (2,)
+    assert ts.tensor(1.0).squeeze(0).shape == ()
 
 
 def test_unknown_device_name() -> None:

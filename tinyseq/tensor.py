@@ -1063,9 +1063,12 @@ def squeeze(a: Tensor, axis: int | None = None) -> Tensor:
     if axis is None:
         shape = tuple(n for n in a.data.shape if n != 1)
     else:
-        if a.data.shape[axis] != 1:
-            raise ValueError(f"cannot squeeze axis {axis} of size {a.data.shape[axis]}")
-        shape = tuple(n for i, n in enumerate(a.data.shape) if i != axis % a.data.ndim)
+        (ax,) = _norm_axes(axis, a.data.ndim) or (None,)
+        if ax is None:  # a 0-d tensor: nothing to remove
+            return reshape(a, ())
+        if a.data.shape[ax] != 1:
+            raise ValueError(f"cannot squeeze axis {axis} of size {a.data.shape[ax]}")
+        shape = tuple(n for i, n in enumerate(a.data.shape) if i != ax)
     return reshape(a, shape)
 
 
