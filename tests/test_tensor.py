@@ -449,6 +449,8 @@ def test_reshape_error_names_shapes() -> None:
 def test_other_shape_errors() -> None:
     with pytest.raises(ValueError, match=r"concatenate along axis 0.*\(2, 3\), \(2, 4\)"):
         ts.concatenate([ts.ones(2, 3), ts.ones(2, 4)])
+    with pytest.raises(ValueError, match=r"axis 0.*\(2, 3\), \(3,\).*number of dimensions"):
+        ts.concatenate([ts.ones(2, 3), ts.ones(3)])
     with pytest.raises(ValueError, match=r"same shape.*\(2,\).*\(3,\)"):
         ts.stack([ts.ones(2), ts.ones(3)])
     with pytest.raises(ValueError, match="squeeze axis 0 of size 2"):

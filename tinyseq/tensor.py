@@ -1116,15 +1116,15 @@ def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     for t in tensors[1:]:
         _check(first, t, "concatenate")
     xp = first.device.xp
-    sizes = [t.data.shape[axis] for t in tensors]
     try:
         out = xp.concatenate([t.data for t in tensors], axis=axis)
-    except ValueError:
+    except (ValueError, IndexError):  # numpy's AxisError is both
         raise ValueError(
-            f"concatenate along axis {axis}: shapes {[tuple(t.shape) for t in tensors]} "
-            "must match in every other dimension"
+            f"concatenate along axis {axis}: cannot join shapes "
+            f"{[tuple(t.shape) for t in tensors]}; they need the same number of dimensions "
+            "(with the axis in range) and equal sizes in every other dimension"
         ) from None
-    splits = np.cumsum(sizes)[:-1].tolist()
+    splits = np.cumsum([t.data.shape[axis] for t in tensors])[:-1].tolist()
 
     def backward(g: Array) -> list[Array]:
         return xp.split(g, splits, axis=axis)  # type: ignore[no-any-return]
