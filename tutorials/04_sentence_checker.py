@@ -23,9 +23,8 @@
 # > The **cats**, which already ate …, **were** full.
 #
 # We generate such sentences with a relative clause of varying length (full of other
-# nouns, singular and plural, to mislead a lazy model), and half of them with the
-# wrong verb form. The network must remember one bit — singular or plural subject —
-# across the whole clause. We measure accuracy against the distance between subject
+# nouns, singular and plural, to mislead a lazy model). The network must remember
+# one bit — singular or plural subject — across the whole clause. We measure accuracy against the distance between subject
 # and verb for the vanilla RNN, the GRU and the LSTM.
 #
 # **Part 2** is a topic-free sentiment classifier that learns from very few labelled
@@ -43,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 import tinyseq as ts
-from tinyseq.data import SequenceDataset, Vocab
+from tinyseq.data import Batch, SequenceDataset, Vocab, pad_sequences
 from tinyseq.models import SequenceClassifier
 from tinyseq.trainer import Trainer
 
@@ -69,8 +68,7 @@ MAX_DISTANCE = max(DISTANCES)
 # ### Generating sentences
 #
 # A subject (singular or plural), a relative clause built from random chunks until
-# it has the wanted number of words, and the verb "was" or "were". The label says
-# whether subject and verb agree. The nouns inside the clause have their own number
+# it has the wanted number of words, and the verb "was" or "were". The nouns inside the clause have their own number
 # — "the cat, which saw the **dogs** …, was" — so "agree with the last noun" is
 # wrong half of the time: only memory of the subject works.
 
@@ -103,33 +101,44 @@ def clause(rng, length):
     while len(words) < length:
         room = length - len(words)
         choices = [noun_phrase(rng), noun_phrase(rng) + ["that", VERBS[rng.integers(len(VERBS))]],
-                   PLACES[rng.integers(len(PLACES))].split(), [FILLERS[rng.integers(len(FILLERS))]]]
-        fitting = [c for c in choices if len(c) <= room]
+                   PLACES[rng.integers(len(PLACES))].split()]
+        fitting = [c for c in choices if len(c) <= room] or [[FILLERS[rng.integers(len(FILLERS))]]]
         words.extend(fitting[rng.integers(len(fitting))])
     return words
 
 
-def sentence(rng, distance):
-    """(words, label): label 1 when the verb agrees with the subject.
+def sentence(rng, distance, correct=True):
+    """(words, position of the verb, subject is plural).
 
     ``distance`` (>= 4) words stand between the subject noun and the verb:
-    ", which ... ,".
+    ", which ... ,". With ``correct=False`` the verb has the wrong number.
     """
-    plural = rng.random() < 0.5
+    plural = bool(rng.random() < 0.5)
     singular_form, plural_form = NOUNS[rng.integers(len(NOUNS))]
     subject = ["the", plural_form if plural else singular_form]
     middle = [","] + clause(rng, distance - 2) + [","]
-    correct = rng.random() < 0.5
-    verb = ("were" if plural else "was") if correct else ("was" if plural else "were")
-    return subject + middle + [verb, ADJECTIVES[rng.integers(len(ADJECTIVES))], "."], int(correct)
+    verb = "were" if plural == correct else "was"
+    words = subject + middle + [verb, ADJECTIVES[rng.integers(len(ADJECTIVES))], "."]
+    return words, len(subject) + len(middle), plural
 
 
 rng = np.random.default_rng(0)
-for d in (4, 7, 15):
-    words, label = sentence(rng, d)
-    print(f"distance {d:2d}  {'ok ' if label else 'bad'}  {' '.join(words)}")
+for d, ok in ((4, True), (7, False), (15, True)):
+    words, _, _ = sentence(rng, d, ok)
+    print(f"distance {d:2d}  {'ok ' if ok else 'bad'}  {' '.join(words)}")
 
 # %% [markdown]
+# ### From "was or were?" to a sentence checker
+#
+# Learning "is this sentence well formed?" directly from examples is hard at first:
+# neither the subject nor the verb alone says anything about the label, only their
+# combination does. We teach the network the lecture's actual question instead: it
+# reads the sentence **up to the verb** and predicts "was" or "were" — a many-to-one
+# classification whose answer sits at the very start of the input. The checker then
+# compares the verb in a sentence with the network's prediction: a sentence is well
+# formed when they match. The checker is right exactly when the prediction is, so we
+# report the prediction accuracy.
+#
 # The *distance* counts the words between the subject noun and the verb (commas
 # included). Training sentences have distances from 4 to the largest one we test,
 # uniformly; each test set has one fixed distance.
@@ -138,13 +147,13 @@ for d in (4, 7, 15):
 train_rng = np.random.default_rng(1)
 train_sents = [sentence(train_rng, int(train_rng.integers(4, MAX_DISTANCE + 1)))
                for _ in range(N_TRAIN)]
-vocab = Vocab.build([w for w, _ in train_sents], level="word")
+vocab = Vocab.build([w for w, _, _ in train_sents], level="word")
 print(f"{N_TRAIN} training sentences, vocabulary of {len(vocab)} words")
 
 
 def dataset(sents, shuffle=True):
-    xs = [np.array(vocab.encode(words)) for words, _ in sents]
-    ys = [label for _, label in sents]
+    xs = [np.array(vocab.encode(words[:verb_at])) for words, verb_at, _ in sents]
+    ys = [int(plural) for _, _, plural in sents]  # 0: "was", 1: "were"
     return SequenceDataset(xs, ys, batch_size=64, shuffle=shuffle, bucket=8)
 
 
@@ -156,12 +165,12 @@ test_sets = {d: dataset([sentence(test_rng, d) for _ in range(N_TEST)], shuffle=
 # %% [markdown]
 # ### The model
 #
-# `SequenceClassifier` embeds each word id, runs a recurrent layer over the sentence
+# `SequenceClassifier` embeds each word id, runs a recurrent layer over the words
 # and classifies from the last *valid* step's hidden state (batches are padded to
 # their longest sentence; padded steps change nothing). `Trainer` runs the loop.
 
 # %%
-accuracy, timings = {}, {}
+accuracy, timings, checkers = {}, {}, {}
 for cell in CELLS:
     ts.manual_seed(0)
     model = SequenceClassifier(num_classes=2, vocab_size=len(vocab), embedding_dim=32,
@@ -172,13 +181,34 @@ for cell in CELLS:
     trainer.fit()
     timings[cell] = time.perf_counter() - t0
     accuracy[cell] = {d: trainer.evaluate(test_sets[d])["accuracy"] for d in DISTANCES}
+    checkers[cell] = model
     print(f"{cell:>5}: " + "  ".join(f"d={d}: {a:.0%}" for d, a in accuracy[cell].items())
           + f"  ({timings[cell]:.0f} s)", flush=True)
 
 # %% [markdown]
+# The checker at work: the verb is the last "was" or "were"; the network reads what
+# comes before it.
+
+# %%
+def check(model, text):
+    words = text.split()
+    verb_at = max(i for i, w in enumerate(words) if w in ("was", "were"))
+    x, lengths = pad_sequences([np.array(vocab.encode(words[:verb_at]))])
+    plural = model.predict(Batch(x=x, y=np.zeros(1, dtype=np.int64), x_lengths=lengths))[0]
+    return ("were" if plural else "was") == words[verb_at]
+
+
+demo_rng = np.random.default_rng(5)
+for d, ok in ((6, True), (12, False), (30, True), (30, False)):
+    words, _, _ = sentence(demo_rng, d, ok)
+    text = " ".join(words)
+    verdicts = "  ".join(f"{c}: {'ok ' if check(checkers[c], text) else 'bad'}" for c in CELLS)
+    print(f"[{'ok ' if ok else 'bad'}] {text}\n      {verdicts}")
+
+# %% [markdown]
 # ### Accuracy against distance
 #
-# 50% is chance (half of the sentences are wrong).
+# 50% is chance.
 
 # %%
 print("| distance | " + " | ".join(CELLS) + " |")
