@@ -1,12 +1,14 @@
 """Per-op overhead of tinyseq's autograd engine against PyTorch eager, on small tensors.
 
 A chain of 1,000 ops on (16, 64) float32 arrays (matmul with a (64, 64) weight, bias add,
-tanh, broadcast mul, sigmoid, sub, scalar mul, add, mul), forward + backward, timed for
+tanh, broadcast mul, sigmoid, sub, scalar mul, add, broadcast mul, tanh), forward +
+backward, timed for
 tinyseq and for the same chain in PyTorch eager in the same run. At this size the array
 work is tiny, so the figure is the engine's bookkeeping per op.
 
     python benchmarks/overhead.py           # full run (median of >= 10 runs per side)
     python benchmarks/overhead.py --quick   # smoke run with few repeats (for CI)
+    python benchmarks/overhead.py --threads 1   # both sides on one thread
 
 Timing protocol: each side runs in blocks (one warm-up run, then timed runs), blocks
 alternate which side goes first, with a short pause between blocks so BLAS worker threads
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +34,8 @@ OPS_PER_BLOCK = 10
 
 
 def make_inputs(seed: int = 0) -> dict[str, np.ndarray]:
+    """Inputs and weights. The gains keep activations O(1) over the whole chain: a chain
+    that decays reaches float32 denormals, which slow the two engines very unevenly."""
     rng = np.random.default_rng(seed)
     return {
         "x": rng.standard_normal((BATCH, FEATURES)).astype(np.float32),
@@ -117,13 +122,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--ops", type=int, default=1000, help="ops in the chain (multiple of 10)")
     parser.add_argument("--rounds", type=int, default=None, help="blocks per side")
     parser.add_argument("--runs", type=int, default=None, help="timed runs per block")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for both sides (default: every core this process may use)")
     args = parser.parse_args(argv)
+    if args.threads and os.environ.get("OPENBLAS_NUM_THREADS") != str(args.threads):
+        # BLAS reads its thread count when NumPy is imported: start again with it set
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(args.threads)
+        os.execv(sys.executable, [sys.executable, *sys.argv])
     rounds = args.rounds or (1 if args.quick else 6)
     runs = args.runs or (2 if args.quick else 5)
     n_ops = max(OPS_PER_BLOCK, args.ops // OPS_PER_BLOCK * OPS_PER_BLOCK)
     # the cores this process may use: NumPy's BLAS uses them all, so torch gets as many
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
+    threads = args.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                               else (os.cpu_count() or 1))
 
     try:
         import torch
