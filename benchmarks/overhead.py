@@ -2,9 +2,8 @@
 
 A chain of 1,000 ops on (16, 64) float32 arrays (matmul with a (64, 64) weight, bias add,
 tanh, broadcast mul, sigmoid, sub, scalar mul, add, broadcast mul, tanh), forward +
-backward, timed for
-tinyseq and for the same chain in PyTorch eager in the same run. At this size the array
-work is tiny, so the figure is the engine's bookkeeping per op.
+backward, timed for tinyseq and for the same chain in PyTorch eager in the same run. At
+this size the array work is small, so the figure is mostly each engine's cost per op.
 
     python benchmarks/overhead.py           # full run (median of >= 10 runs per side)
     python benchmarks/overhead.py --quick   # smoke run with few repeats (for CI)
