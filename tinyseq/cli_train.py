@@ -188,7 +188,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if cfg.task == "lm" and summary.best_path:
         _lm_samples(summary.best_path, cfg.sample_length, cfg.seed)
     if cfg.plot and cfg.out:
-        _plots(trainer, cfg.out)
+        _plots(trainer, cfg.out, cfg.cell)
     print(f"checkpoints and metrics log in {cfg.out}/ (best.npz, last.npz, metrics.jsonl)")
     if cfg.task == "lm" and best.get("bpc") is not None:
         print(f"validation bits per character: {best['bpc']:.3f}; total time "
@@ -217,15 +217,23 @@ def _special_ids(vocab: Any) -> list[int]:
     return [vocab.stoi[t] for t in ("<pad>", "<bos>", "<eos>") if t in vocab.specials]
 
 
-def _plots(trainer: Any, out: str) -> None:
+def _plots(trainer: Any, out: str, cell: str) -> None:
     from .diagnostics import plot_gradient_norms, plot_metrics
 
     try:
-        plot_metrics(os.path.join(out, "metrics.jsonl"), os.path.join(out, "curves.png"))
-        plot_gradient_norms(trainer.gradient_norms(), os.path.join(out, "gradient_norms.png"))
-        print(f"plots: {out}/curves.png, {out}/gradient_norms.png")
+        curves = plot_metrics(os.path.join(out, "metrics.jsonl"), os.path.join(out, "curves.png"))
     except ImportError as err:
         print(f"no plots: {err}", file=sys.stderr)
+        return
+    print(f"plot: {curves}")
+    try:
+        norms = trainer.gradient_norms()
+    except (TypeError, ValueError) as err:  # a model the diagnostics cannot probe
+        print(f"no gradient plot: {err}", file=sys.stderr)
+        return
+    path = plot_gradient_norms({cell: norms}, os.path.join(out, "gradient_norms.png"),
+                               title="||dL/da<t>|| by step t (loss at the last step)")
+    print(f"plot: {path}")
 
 
 # ---- from a checkpoint --------------------------------------------------------------------------
