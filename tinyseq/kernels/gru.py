@@ -4,8 +4,9 @@ Gates (r, z, n) as in PyTorch, h = (1 - z) * n + z * h_prev. ``reset_after=True`
 (PyTorch, cuDNN): n = tanh(W_in x + b_in + r * (W_hn h + b_hn)); ``reset_after=False``
 (the lecture): n = tanh(W_in x + b_in + W_hn (r * h) + b_hn), which needs a second
 recurrent product per step because r must be known before W_hn is applied.
-Saved for backward: the activated gates (T, B, 3H), the states (T + 1, B, H) and one
-(T, B, H) buffer — W_hn h + b_hn (reset after) or r * h (reset before): 5 per T*B*H.
+Saved for backward: the activated gates, gate-major (3, T, B, H), the states
+(T + 1, B, H) and one (T, B, H) buffer — W_hn h + b_hn (reset after) or r * h (reset
+before): 5 numbers per T*B*H. Gate gradients are row-major (T, B, 3H) for the GEMMs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .sequence import MaskInfo, Steps
-from .workspace import dsigmoid_, dtanh_, sigmoid_, workspace
+from .workspace import column_sums, gate_blocks, sigmoid_, workspace
 
 __all__ = ["forward", "backward"]
 
@@ -38,10 +39,12 @@ def forward(
     H = w_hh.shape[1]
     dt = x.dtype
     steps = Steps(T, reverse)
-    shape = (T, B, 3 * H)
+    shape = (3, T, B, H)
     gates = xp.empty(shape, dtype=dt) if training else workspace.take(xp, shape, dt)
-    flat = gates.reshape(T * B, 3 * H)
-    xp.matmul(x.reshape(T * B, n_in), w_ih.T, out=flat)
+    x2 = x.reshape(T * B, n_in)
+    w_ih_t = xp.ascontiguousarray(w_ih.T)  # BLAS is faster on W.T stored than on a view
+    for k in range(3):
+        xp.matmul(x2, w_ih_t[:, k * H : (k + 1) * H], out=gates[k].reshape(T * B, H))
     # biases that are plain additions to a gate's pre-activation go in once, here
     b_hn = None
     if b_ih is not None or b_hh is not None:
@@ -54,37 +57,37 @@ def forward(
                 b_hn = b_hh[2 * H :]
             else:
                 xp.add(bias, b_hh, out=bias)
-        xp.add(flat, bias, out=flat)
+        xp.add(gates, bias.reshape(3, 1, 1, H), out=gates)
     hs = xp.empty((T + 1, B, H), dtype=dt)
     hs[steps.initial_slot()] = state[0]
     # (T, B, H) per-step extra: W_hn h + b_hn (reset after) or r * h (reset before)
     extra = xp.empty((T, B, H), dtype=dt) if training else None
     scratch = workspace.take(xp, (B, H), dt)
     rec = workspace.take(xp, (B, 3 * H if reset_after else 2 * H), dt)
-    w_hh_t = w_hh.T
-    w_hrz_t, w_hn_t = w_hh[: 2 * H].T, w_hh[2 * H :].T
+    rec_g = gate_blocks(rec, 3 if reset_after else 2)
+    w_hh_t = xp.ascontiguousarray(w_hh.T)
+    w_hrz_t, w_hn_t = w_hh_t[:, : 2 * H], w_hh_t[:, 2 * H :]
     for t in steps.order:
         hp, hn = hs[t + steps.prev], hs[t + steps.new]
-        g = gates[t]
-        rz, r, z, n = g[:, : 2 * H], g[:, :H], g[:, H : 2 * H], g[:, 2 * H :]
+        g = gates[:, t]
+        rz, r, z, n = g[:2], g[0], g[1], g[2]
         e = extra[t] if extra is not None else scratch
         if reset_after:
             xp.matmul(hp, w_hh_t, out=rec)
-            xp.add(rz, rec[:, : 2 * H], out=rz)
+            xp.add(rz, rec_g[:2], out=rz)
             sigmoid_(xp, rz)
             if b_hn is not None:
-                xp.add(rec[:, 2 * H :], b_hn, out=e)
+                xp.add(rec_g[2], b_hn, out=e)
             else:
-                xp.copyto(e, rec[:, 2 * H :])
+                xp.copyto(e, rec_g[2])
             xp.multiply(r, e, out=hn)  # hn as scratch until the end of the step
-            xp.add(n, hn, out=n)
         else:
             xp.matmul(hp, w_hrz_t, out=rec)
-            xp.add(rz, rec, out=rz)
+            xp.add(rz, rec_g, out=rz)
             sigmoid_(xp, rz)
             xp.multiply(r, hp, out=e)
             xp.matmul(e, w_hn_t, out=hn)
-            xp.add(n, hn, out=n)
+        xp.add(n, hn, out=n)
         xp.tanh(n, out=n)
         # h = n + z * (h_prev - n)
         xp.subtract(hp, n, out=hn)
@@ -112,6 +115,7 @@ def backward(
     T, B, n_in = x.shape
     H = w_hh.shape[1]
     dt = x.dtype
+    one = dt.type(1)
     # d: gradients of the pre-activations as the recurrent product sees them; reset
     # after, its n block is dn_pre * r and dn_pre itself (the input side) goes to dn_x
     d_all = workspace.take(xp, (T, B, 3 * H), dt)
@@ -120,48 +124,60 @@ def backward(
     dhp = xp.empty((B, H), dtype=dt)
     if dy is not None and mask is not None:
         dy = dy * mask.valid
-    tmp = workspace.take(xp, (B, H), dt)
+    t1 = workspace.take(xp, (B, H), dt)
+    t2 = workspace.take(xp, (B, H), dt)
     drh = workspace.take(xp, (B, H), dt)
     w_hrz, w_hn = w_hh[: 2 * H], w_hh[2 * H :]
     for t in steps.backward_order:
         if dy is not None:
             xp.add(dh, dy[t], out=dh)
-        g, d, e = gates[t], d_all[t], extra[t]
-        r, z, n = g[:, :H], g[:, H : 2 * H], g[:, 2 * H :]
-        dr, dz, dn = d[:, :H], d[:, H : 2 * H], d[:, 2 * H :]
+        g, e = gates[:, t], extra[t]
+        r, z, n = g[0], g[1], g[2]
+        d = d_all[t]
+        d_g = gate_blocks(d, 3)
         hp = hs[t + steps.prev]
-        dnp = dn_x[t] if dn_x is not None else dn  # gradient of n's pre-activation
-        xp.subtract(1.0, z, out=tmp)
-        xp.multiply(dh, tmp, out=dnp)
-        dtanh_(xp, dnp, n, tmp)
-        xp.subtract(hp, n, out=dz)
-        xp.multiply(dz, dh, out=dz)
-        dsigmoid_(xp, dz, z, tmp)
+        # dn_pre = dh * (1 - z) * (1 - n**2)
+        dnp = dn_x[t] if reset_after else d_g[2]
+        xp.subtract(one, z, out=t1)
+        xp.multiply(t1, dh, out=t1)
+        xp.multiply(n, n, out=t2)
+        xp.subtract(one, t2, out=t2)
+        xp.multiply(t1, t2, out=dnp)
+        # dz_pre = dh * (h_prev - n) * z * (1 - z)
+        xp.subtract(hp, n, out=t1)
+        xp.multiply(t1, dh, out=t1)
+        xp.subtract(one, z, out=t2)
+        xp.multiply(t2, z, out=t2)
+        xp.multiply(t1, t2, out=d_g[1])
         padded = mask is not None and mask.padded_steps[t]
+        # dr_pre = (dn_pre * (W_hn h + b_hn)  or  (dn_pre W_hn) * h_prev) * r * (1 - r)
         if reset_after:
-            xp.multiply(dnp, e, out=dr)
-            dsigmoid_(xp, dr, r, tmp)
-            xp.multiply(dnp, r, out=dn)
+            xp.multiply(dnp, e, out=t1)
+        else:
+            xp.matmul(dnp, w_hn, out=drh)  # gradient of r * h_prev
+            xp.multiply(drh, hp, out=t1)
+        xp.subtract(one, r, out=t2)
+        xp.multiply(t2, r, out=t2)
+        xp.multiply(t1, t2, out=d_g[0])
+        if reset_after:
+            xp.multiply(dnp, r, out=d_g[2])
             if padded:
                 xp.copyto(d, 0, where=mask.pad[t])
                 xp.copyto(dnp, 0, where=mask.pad[t])
             xp.matmul(d, w_hh, out=dhp)
         else:
-            xp.matmul(dnp, w_hn, out=drh)  # gradient of r * h_prev
-            xp.multiply(drh, hp, out=dr)
-            dsigmoid_(xp, dr, r, tmp)
             if padded:
                 xp.copyto(d, 0, where=mask.pad[t])
             xp.matmul(d[:, : 2 * H], w_hrz, out=dhp)
             xp.multiply(drh, r, out=drh)
             xp.add(dhp, drh, out=dhp)
         # direct path: dh_prev += dh * z
-        xp.multiply(dh, z, out=tmp)
-        xp.add(dhp, tmp, out=dhp)
+        xp.multiply(dh, z, out=t1)
+        xp.add(dhp, t1, out=dhp)
         if padded:
             xp.copyto(dhp, dh, where=mask.pad[t])
         dh, dhp = dhp, dh
-    workspace.give(xp, tmp, drh)
+    workspace.give(xp, t1, t2, drh)
     flat = d_all.reshape(T * B, 3 * H)
     x2 = x.reshape(T * B, n_in)
     h_in = steps.inputs(hs).reshape(T * B, H)
@@ -172,24 +188,27 @@ def backward(
             dx = xp.matmul(flat[:, : 2 * H], w_ih[: 2 * H])
             dx += xp.matmul(dnx, w_ih[2 * H :])
             dx = dx.reshape(T, B, n_in)
-        dw_ih = xp.empty(w_ih.shape, dtype=dt)
-        xp.matmul(flat[:, : 2 * H].T, x2, out=dw_ih[: 2 * H])
-        xp.matmul(dnx.T, x2, out=dw_ih[2 * H :])
-        dw_hh = xp.matmul(flat.T, h_in)
-        db_hh = flat.sum(axis=0) if has_bias[1] else None
+        # (I, 3H) = x2.T @ [d_rz | dn_x], handed back as its transposed view
+        dw_ih_t = xp.empty((n_in, 3 * H), dtype=dt)
+        xp.matmul(x2.T, flat[:, : 2 * H], out=dw_ih_t[:, : 2 * H])
+        xp.matmul(x2.T, dnx, out=dw_ih_t[:, 2 * H :])
+        dw_ih = dw_ih_t.T
+        dw_hh = xp.matmul(h_in.T, flat).T
+        db_hh = column_sums(xp, flat) if has_bias[1] else None
         db_ih = None
         if has_bias[0]:
             db_ih = xp.empty((3 * H,), dtype=dt)
-            xp.sum(flat[:, : 2 * H], axis=0, out=db_ih[: 2 * H])
-            xp.sum(dnx, axis=0, out=db_ih[2 * H :])
+            db_ih[: 2 * H] = db_hh[: 2 * H] if db_hh is not None else column_sums(xp, flat[:, : 2 * H])
+            db_ih[2 * H :] = column_sums(xp, dnx)
         workspace.give(xp, dn_x)
     else:
         dx = xp.matmul(flat, w_ih).reshape(T, B, n_in) if need_dx else None
-        dw_ih = xp.matmul(flat.T, x2)
-        dw_hh = xp.empty(w_hh.shape, dtype=dt)
-        xp.matmul(flat[:, : 2 * H].T, h_in, out=dw_hh[: 2 * H])
-        xp.matmul(flat[:, 2 * H :].T, extra.reshape(T * B, H), out=dw_hh[2 * H :])
-        db = flat.sum(axis=0) if any(has_bias) else None
+        dw_ih = xp.matmul(x2.T, flat).T
+        dw_hh_t = xp.empty((H, 3 * H), dtype=dt)
+        xp.matmul(h_in.T, flat[:, : 2 * H], out=dw_hh_t[:, : 2 * H])
+        xp.matmul(extra.reshape(T * B, H).T, flat[:, 2 * H :], out=dw_hh_t[:, 2 * H :])
+        dw_hh = dw_hh_t.T
+        db = column_sums(xp, flat) if any(has_bias) else None
         db_ih = db if has_bias[0] else None
         db_hh = db if has_bias[1] else None
     workspace.give(xp, d_all)

@@ -1,8 +1,14 @@
 """Fused LSTM over a whole sequence (NumPy-style in-place code; any numpy-like ``xp``).
 
 Gate order (i, f, g, o) as in PyTorch; ``variant="standard"`` gives h = o * tanh(c),
-``"lecture"`` h = o * c. Saved for backward: the activated gates (T, B, 4H) and the
+``"lecture"`` h = o * c. Saved for backward: the activated gates (4, T, B, H) and the
 states h, c (T + 1, B, H) each — 6 numbers per T*B*H; tanh(c) is recomputed.
+
+Layout: the activated gates are stored gate-major, one contiguous (B, H) block per gate
+and step, in slot order (i, f, o, g) so the three sigmoid gates form one block: element
+-wise work on contiguous blocks runs about twice as fast as on column slices of a
+(B, 4H) matrix. Gate gradients are written row-major (T, B, 4H) in PyTorch's order, so
+dW_ih, dW_hh and dx are one GEMM each over all steps.
 """
 
 from __future__ import annotations
@@ -10,12 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 from .sequence import MaskInfo, Steps
-from .workspace import add_biases, dsigmoid_, dtanh_, sigmoid_, workspace
+from .workspace import add_biases, column_sums, gate_blocks, sigmoid_, weight_grads, workspace
 
 __all__ = ["forward", "backward"]
 
 Array = Any
 VARIANTS = ("standard", "lecture")
+# PyTorch gate k (i, f, g, o) is stored in slot SLOT[k]; the map is its own inverse
+SLOT = (0, 1, 3, 2)
 
 
 def forward(
@@ -39,13 +47,16 @@ def forward(
     H = w_hh.shape[1]
     dt = x.dtype
     steps = Steps(T, reverse)
-    shape = (T, B, 4 * H)
+    shape = (4, T, B, H)
     gates = xp.empty(shape, dtype=dt) if training else workspace.take(xp, shape, dt)
-    flat = gates.reshape(T * B, 4 * H)
-    xp.matmul(x.reshape(T * B, n_in), w_ih.T, out=flat)
+    x2 = x.reshape(T * B, n_in)
+    w_ih_t = xp.ascontiguousarray(w_ih.T)  # BLAS is faster on W.T stored than on a view
+    for k in range(4):
+        xp.matmul(x2, w_ih_t[:, k * H : (k + 1) * H], out=gates[SLOT[k]].reshape(T * B, H))
     bias = add_biases(xp, b_ih, b_hh)
     if bias is not None:
-        xp.add(flat, bias, out=flat)
+        slots = bias.reshape(4, H)[list(SLOT)]
+        xp.add(gates, slots[:, None, None, :], out=gates)
 
     hs = xp.empty((T + 1, B, H), dtype=dt)
     hs[steps.initial_slot()] = state[0]
@@ -53,21 +64,23 @@ def forward(
     cs = xp.empty((T + 1, B, H) if training else (2, B, H), dtype=dt)
     cs[steps.initial_slot() if training else 0] = state[1]
     rec = workspace.take(xp, (B, 4 * H), dt)
+    rec_g = gate_blocks(rec, 4)
     tmp = workspace.take(xp, (B, H), dt)
-    w_hh_t = w_hh.T
+    w_hh_t = xp.ascontiguousarray(w_hh.T)
     for k, t in enumerate(steps.order):
         hp, hn = hs[t + steps.prev], hs[t + steps.new]
         if training:
             cp, cn = cs[t + steps.prev], cs[t + steps.new]
         else:
             cp, cn = cs[k % 2], cs[(k + 1) % 2]
-        g = gates[t]
+        g = gates[:, t]
         xp.matmul(hp, w_hh_t, out=rec)
-        xp.add(g, rec, out=g)
-        sigmoid_(xp, g[:, : 2 * H])
-        xp.tanh(g[:, 2 * H : 3 * H], out=g[:, 2 * H : 3 * H])
-        sigmoid_(xp, g[:, 3 * H :])
-        i, f, gg, o = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
+        xp.add(g[:2], rec_g[:2], out=g[:2])
+        xp.add(g[2], rec_g[3], out=g[2])
+        xp.add(g[3], rec_g[2], out=g[3])
+        sigmoid_(xp, g[:3])
+        xp.tanh(g[3], out=g[3])
+        i, f, o, gg = g[0], g[1], g[2], g[3]
         xp.multiply(f, cp, out=cn)
         xp.multiply(i, gg, out=tmp)
         xp.add(cn, tmp, out=cn)
@@ -101,6 +114,7 @@ def backward(
     T, B, n_in = x.shape
     H = w_hh.shape[1]
     dt = x.dtype
+    one = dt.type(1)
     dgates = workspace.take(xp, (T, B, 4 * H), dt)
     dh = xp.zeros((B, H), dtype=dt) if d_state[0] is None else d_state[0].astype(dt, copy=True)
     dc = xp.zeros((B, H), dtype=dt) if d_state[1] is None else d_state[1].astype(dt, copy=True)
@@ -108,38 +122,44 @@ def backward(
     if dy is not None and mask is not None:
         dy = dy * mask.valid
     t1 = workspace.take(xp, (B, H), dt)
-    t2 = workspace.take(xp, (B, H), dt)
     dc_in = workspace.take(xp, (B, H), dt)
+    # for the sigmoid gates (slots i, f, o): ds = sigmoid'(pre), da = dL/d(activation)
+    ds = workspace.take(xp, (3, B, H), dt)
+    da = workspace.take(xp, (3, B, H), dt)
     for t in steps.backward_order:
         if dy is not None:
             xp.add(dh, dy[t], out=dh)
-        g, d = gates[t], dgates[t]
-        i, f, gg, o = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
-        di, df, dg, do = d[:, :H], d[:, H : 2 * H], d[:, 2 * H : 3 * H], d[:, 3 * H :]
+        g = gates[:, t]
+        i, f, o, gg = g[0], g[1], g[2], g[3]
+        d = dgates[t]
+        d_g = gate_blocks(d, 4)  # PyTorch order: i, f, g, o
         c, cp = cs[t + steps.new], cs[t + steps.prev]
         padded = mask is not None and mask.padded_steps[t]
         if padded:
             xp.copyto(dc_in, dc)
-        # dc += dh * dh/dc  (then dc is the gradient of the step's new c)
+        # dc += dh * dh/dc; da[2] = dh * dh/do
         if standard:
             xp.tanh(c, out=t1)
-            xp.multiply(dh, t1, out=do)
+            xp.multiply(dh, t1, out=da[2])
             xp.multiply(t1, t1, out=t1)
-            xp.subtract(1.0, t1, out=t1)
-            xp.multiply(dh, o, out=t2)
-            xp.multiply(t2, t1, out=t2)
-            xp.add(dc, t2, out=dc)
+            xp.subtract(one, t1, out=t1)
+            xp.multiply(t1, o, out=t1)
+            xp.multiply(t1, dh, out=t1)
         else:
-            xp.multiply(dh, c, out=do)
+            xp.multiply(dh, c, out=da[2])
             xp.multiply(dh, o, out=t1)
-            xp.add(dc, t1, out=dc)
-        dsigmoid_(xp, do, o, t1)
-        xp.multiply(dc, gg, out=di)
-        dsigmoid_(xp, di, i, t1)
-        xp.multiply(dc, i, out=dg)
-        dtanh_(xp, dg, gg, t1)
-        xp.multiply(dc, cp, out=df)
-        dsigmoid_(xp, df, f, t1)
+        xp.add(dc, t1, out=dc)
+        xp.multiply(dc, gg, out=da[0])
+        xp.multiply(dc, cp, out=da[1])
+        xp.subtract(one, g[:3], out=ds)
+        xp.multiply(ds, g[:3], out=ds)
+        xp.multiply(da[:2], ds[:2], out=d_g[:2])
+        xp.multiply(da[2], ds[2], out=d_g[3])
+        # dg = dc * i * (1 - g**2)
+        xp.multiply(gg, gg, out=t1)
+        xp.subtract(one, t1, out=t1)
+        xp.multiply(t1, i, out=t1)
+        xp.multiply(t1, dc, out=d_g[2])
         xp.multiply(dc, f, out=dc)
         if padded:
             xp.copyto(d, 0, where=mask.pad[t])
@@ -148,11 +168,10 @@ def backward(
         if padded:
             xp.copyto(dhp, dh, where=mask.pad[t])
         dh, dhp = dhp, dh
-    workspace.give(xp, t1, t2, dc_in)
+    workspace.give(xp, t1, dc_in, ds, da)
     flat = dgates.reshape(T * B, 4 * H)
     dx = xp.matmul(flat, w_ih).reshape(T, B, n_in) if need_dx else None
-    dw_ih = xp.matmul(flat.T, x.reshape(T * B, n_in))
-    dw_hh = xp.matmul(flat.T, steps.inputs(hs).reshape(T * B, H))
-    db = flat.sum(axis=0) if has_bias else None
+    dw_ih, dw_hh = weight_grads(xp, flat, x.reshape(T * B, n_in), steps.inputs(hs).reshape(T * B, H))
+    db = column_sums(xp, flat) if has_bias else None
     workspace.give(xp, dgates)
     return dx, dh, dc, dw_ih, dw_hh, db, db

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .sequence import MaskInfo, Steps
-from .workspace import add_biases, workspace
+from .workspace import add_biases, column_sums, weight_grads, workspace
 
 __all__ = ["forward", "backward"]
 
@@ -42,13 +42,13 @@ def forward(
     hs = xp.empty((T + 1, B, H), dtype=dt)
     pre = steps.outputs(hs)  # each step's slot first holds its input product
     flat = pre.reshape(T * B, H)
-    xp.matmul(x.reshape(T * B, n_in), w_ih.T, out=flat)
+    xp.matmul(x.reshape(T * B, n_in), xp.ascontiguousarray(w_ih.T), out=flat)
     bias = add_biases(xp, b_ih, b_hh)
     if bias is not None:
         xp.add(flat, bias, out=flat)
     hs[steps.initial_slot()] = state[0]
     rec = workspace.take(xp, (B, H), dt)
-    w_hh_t = w_hh.T
+    w_hh_t = xp.ascontiguousarray(w_hh.T)  # BLAS is faster on W.T stored than on a view
     for t in steps.order:
         hp, hn = hs[t + steps.prev], hs[t + steps.new]
         xp.matmul(hp, w_hh_t, out=rec)
@@ -92,7 +92,7 @@ def backward(
             xp.multiply(dh, tmp, out=d)
         else:
             xp.multiply(h, h, out=tmp)
-            xp.subtract(1.0, tmp, out=tmp)
+            xp.subtract(tmp.dtype.type(1), tmp, out=tmp)
             xp.multiply(dh, tmp, out=d)
         padded = mask is not None and mask.padded_steps[t]
         if padded:
@@ -104,8 +104,7 @@ def backward(
     workspace.give(xp, tmp)
     flat = dpre.reshape(T * B, H)
     dx = xp.matmul(flat, w_ih).reshape(T, B, n_in) if need_dx else None
-    dw_ih = xp.matmul(flat.T, x.reshape(T * B, n_in))
-    dw_hh = xp.matmul(flat.T, steps.inputs(hs).reshape(T * B, H))
-    db = flat.sum(axis=0) if has_bias else None
+    dw_ih, dw_hh = weight_grads(xp, flat, x.reshape(T * B, n_in), steps.inputs(hs).reshape(T * B, H))
+    db = column_sums(xp, flat) if has_bias else None
     workspace.give(xp, dpre)
     return dx, dh, dw_ih, dw_hh, db, db

@@ -1,8 +1,8 @@
 """Fused simplified GRU (the lecture's update-gate-only cell) over a whole sequence.
 
 Gates (u, c~): u = sigmoid(W_iu x + b_iu + W_hu c + b_hu), c~ = tanh(W_ic x + b_ic +
-W_hc c + b_hc), c = u * c~ + (1 - u) * c_prev. Saved for backward: the activated gates
-(T, B, 2H) and the states (T + 1, B, H) — 3 numbers per T*B*H.
+W_hc c + b_hc), c = u * c~ + (1 - u) * c_prev. Saved for backward: the activated gates,
+gate-major (2, T, B, H), and the states (T + 1, B, H) — 3 numbers per T*B*H.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .sequence import MaskInfo, Steps
-from .workspace import add_biases, dsigmoid_, dtanh_, sigmoid_, workspace
+from .workspace import add_biases, column_sums, gate_blocks, sigmoid_, weight_grads, workspace
 
 __all__ = ["forward", "backward"]
 
@@ -34,23 +34,26 @@ def forward(
     H = w_hh.shape[1]
     dt = x.dtype
     steps = Steps(T, reverse)
-    shape = (T, B, 2 * H)
+    shape = (2, T, B, H)
     gates = xp.empty(shape, dtype=dt) if training else workspace.take(xp, shape, dt)
-    flat = gates.reshape(T * B, 2 * H)
-    xp.matmul(x.reshape(T * B, n_in), w_ih.T, out=flat)
+    x2 = x.reshape(T * B, n_in)
+    w_ih_t = xp.ascontiguousarray(w_ih.T)  # BLAS is faster on W.T stored than on a view
+    for k in range(2):
+        xp.matmul(x2, w_ih_t[:, k * H : (k + 1) * H], out=gates[k].reshape(T * B, H))
     bias = add_biases(xp, b_ih, b_hh)
     if bias is not None:
-        xp.add(flat, bias, out=flat)
+        xp.add(gates, bias.reshape(2, 1, 1, H), out=gates)
     hs = xp.empty((T + 1, B, H), dtype=dt)
     hs[steps.initial_slot()] = state[0]
     rec = workspace.take(xp, (B, 2 * H), dt)
-    w_hh_t = w_hh.T
+    rec_g = gate_blocks(rec, 2)
+    w_hh_t = xp.ascontiguousarray(w_hh.T)
     for t in steps.order:
         hp, hn = hs[t + steps.prev], hs[t + steps.new]
-        g = gates[t]
+        g = gates[:, t]
         xp.matmul(hp, w_hh_t, out=rec)
-        xp.add(g, rec, out=g)
-        u, cand = g[:, :H], g[:, H:]
+        xp.add(g, rec_g, out=g)
+        u, cand = g[0], g[1]
         sigmoid_(xp, u)
         xp.tanh(cand, out=cand)
         # c = c_prev + u * (c~ - c_prev)
@@ -78,40 +81,48 @@ def backward(
     T, B, n_in = x.shape
     H = w_hh.shape[1]
     dt = x.dtype
+    one = dt.type(1)
     dgates = workspace.take(xp, (T, B, 2 * H), dt)
     dh = xp.zeros((B, H), dtype=dt) if d_state[0] is None else d_state[0].astype(dt, copy=True)
     dhp = xp.empty((B, H), dtype=dt)
     if dy is not None and mask is not None:
         dy = dy * mask.valid
-    tmp = workspace.take(xp, (B, H), dt)
+    t1 = workspace.take(xp, (B, H), dt)
+    t2 = workspace.take(xp, (B, H), dt)
     for t in steps.backward_order:
         if dy is not None:
             xp.add(dh, dy[t], out=dh)
-        g, d = gates[t], dgates[t]
-        u, cand = g[:, :H], g[:, H:]
-        du, dcand = d[:, :H], d[:, H:]
+        g = gates[:, t]
+        u, cand = g[0], g[1]
+        d = dgates[t]
+        d_g = gate_blocks(d, 2)
         hp = hs[t + steps.prev]
-        xp.subtract(cand, hp, out=du)
-        xp.multiply(du, dh, out=du)
-        dsigmoid_(xp, du, u, tmp)
-        xp.multiply(dh, u, out=dcand)
-        dtanh_(xp, dcand, cand, tmp)
+        # du = dh * (c~ - c_prev) * u * (1 - u)
+        xp.subtract(cand, hp, out=t1)
+        xp.multiply(t1, dh, out=t1)
+        xp.subtract(one, u, out=t2)
+        xp.multiply(t2, u, out=t2)
+        xp.multiply(t1, t2, out=d_g[0])
+        # dc~ = dh * u * (1 - c~**2)
+        xp.multiply(cand, cand, out=t1)
+        xp.subtract(one, t1, out=t1)
+        xp.multiply(t1, u, out=t1)
+        xp.multiply(t1, dh, out=d_g[1])
         padded = mask is not None and mask.padded_steps[t]
         if padded:
             xp.copyto(d, 0, where=mask.pad[t])
         xp.matmul(d, w_hh, out=dhp)
         # direct path: dc_prev += dh * (1 - u)
-        xp.subtract(1.0, u, out=tmp)
-        xp.multiply(tmp, dh, out=tmp)
-        xp.add(dhp, tmp, out=dhp)
+        xp.subtract(one, u, out=t1)
+        xp.multiply(t1, dh, out=t1)
+        xp.add(dhp, t1, out=dhp)
         if padded:
             xp.copyto(dhp, dh, where=mask.pad[t])
         dh, dhp = dhp, dh
-    workspace.give(xp, tmp)
+    workspace.give(xp, t1, t2)
     flat = dgates.reshape(T * B, 2 * H)
     dx = xp.matmul(flat, w_ih).reshape(T, B, n_in) if need_dx else None
-    dw_ih = xp.matmul(flat.T, x.reshape(T * B, n_in))
-    dw_hh = xp.matmul(flat.T, steps.inputs(hs).reshape(T * B, H))
-    db = flat.sum(axis=0) if has_bias else None
+    dw_ih, dw_hh = weight_grads(xp, flat, x.reshape(T * B, n_in), steps.inputs(hs).reshape(T * B, H))
+    db = column_sums(xp, flat) if has_bias else None
     workspace.give(xp, dgates)
     return dx, dh, dw_ih, dw_hh, db, db

@@ -1,0 +1,506 @@
+"""Recurrent layers on the CPU: tinyseq's fused kernels and step path against PyTorch.
+
+For each config (T, B, I, H) and each of RNN (tanh), GRU (reset after the product,
+PyTorch's form) and LSTM (standard), in one process run:
+
+- tinyseq fused: ``ts.nn.Recurrent(cell, I, H)``, which runs the cell's fused kernel;
+- tinyseq step path: the same layer with ``fused=False`` (one autograd graph per step);
+- PyTorch CPU ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` with the same weights and threads.
+
+It prints inference and training-step times (forward + backward including the input
+and weight gradients; median of the timed runs after warm-up), tinyseq/PyTorch, GFLOP/s
+(GEMMs only: forward F = 2*T*B*(I+H)*g*H with g = 1, 3, 4 gates; a training step 3F),
+and the memory a training forward keeps for backward, in bytes per T*B*H (tinyseq:
+everything its forward left allocated, output included; PyTorch: the tensors autograd
+saved plus the output). Then the Long config's time against the same layer at T=100
+(linear in T means a ratio near 10), and a user-defined cell — the same LSTM written
+as a plugin with no fused path — against that cell as a per-step PyTorch eager loop.
+
+    python benchmarks/rnn_cpu.py                       # everything (several minutes)
+    python benchmarks/rnn_cpu.py --configs S M --cells lstm gru
+    python benchmarks/rnn_cpu.py --quick               # smoke run on tiny shapes (CI)
+    python benchmarks/rnn_cpu.py --threads 1           # both sides on one thread
+
+Timing protocol: each implementation runs in blocks (warm-up runs, then timed runs);
+blocks alternate which implementation goes first and pause briefly in between, because
+BLAS worker threads keep spinning after a call and slow whatever runs next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import tinyseq as ts
+from tinyseq.cell import Cell, State, chunk, linear
+from tinyseq.nn import Parameter
+from tinyseq.nn.init import uniform_
+
+CONFIGS: dict[str, tuple[int, int, int, int]] = {
+    "S": (50, 16, 128, 128),
+    "B1": (100, 1, 512, 512),
+    "M": (100, 64, 512, 512),
+    "Long": (1000, 16, 256, 256),
+}
+QUICK_CONFIGS: dict[str, tuple[int, int, int, int]] = {
+    "S": (6, 3, 8, 8),
+    "B1": (6, 1, 8, 8),
+    "M": (8, 4, 16, 16),
+    "Long": (40, 2, 8, 8),
+}
+# cell name -> (torch class, gates, tinyseq cell options)
+CELLS: dict[str, tuple[str, int, dict[str, Any]]] = {
+    "rnn": ("RNN", 1, {"nonlinearity": "tanh"}),
+    "gru": ("GRU", 3, {"reset_after": True}),
+    "lstm": ("LSTM", 4, {"variant": "standard"}),
+}
+# saved-activation budgets, bytes per T*B*H in float32 (+10% allowed)
+MEMORY_TARGET = {"rnn": 4, "gru": 20, "lstm": 28}
+PAUSE_S = [0.1]  # between timing blocks (0 in --quick mode)
+
+
+# ---- a user-defined cell: the LSTM as a plugin author writes it (no fused path) -----------
+class PluginLSTM(Cell):
+    """LSTM (i, f, g, o) written with tinyseq ops only; the layer runs it step by step."""
+
+    state_names = ("h", "c")
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__(input_size, hidden_size)
+        H = hidden_size
+        bound = 1.0 / math.sqrt(H)
+        self.weight_ih = Parameter(ts.zeros((4 * H, input_size)))
+        self.weight_hh = Parameter(ts.zeros((4 * H, H)))
+        self.bias = Parameter(ts.zeros((4 * H,)))
+        for p in self.parameters():
+            uniform_(p, -bound, bound)
+
+    def input_projection(self, x: ts.Tensor) -> ts.Tensor:
+        return linear(x, self.weight_ih, self.bias)
+
+    def step(self, x_t: ts.Tensor, state: State) -> tuple[ts.Tensor, State]:
+        h, c = state
+        i, f, g, o = chunk(x_t + linear(h, self.weight_hh), 4)
+        c = ts.sigmoid(f) * c + ts.sigmoid(i) * ts.tanh(g)
+        h = ts.sigmoid(o) * ts.tanh(c)
+        return h, (h, c)
+
+
+def torch_plugin_loop(torch: Any, x: Any, w_ih: Any, w_hh: Any, b: Any) -> Any:
+    """The same cell as a per-step PyTorch eager loop (input product hoisted likewise)."""
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    gx = torch.nn.functional.linear(x, w_ih, b)
+    h = x.new_zeros((B, H))
+    c = x.new_zeros((B, H))
+    outs = []
+    for t in range(T):
+        i, f, g, o = (gx[t] + torch.nn.functional.linear(h, w_hh)).chunk(4, 1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        outs.append(h)
+    return torch.stack(outs)
+
+
+# ---- timing -------------------------------------------------------------------------------
+def measure(
+    fns: dict[str, Callable[[], Any]], rounds: int, runs: int, warmup: int
+) -> dict[str, float]:
+    """Median seconds per call of each function, timed in alternating blocks."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            fn = fns[name]
+            for _ in range(warmup):
+                fn()
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+            time.sleep(PAUSE_S[0])
+    return {name: statistics.median(ts_) for name, ts_ in times.items()}
+
+
+def flops(T: int, B: int, n_in: int, H: int, gates: int) -> float:
+    """GEMM FLOPs of one forward pass."""
+    return 2.0 * T * B * (n_in + H) * gates * H
+
+
+# ---- the implementations ------------------------------------------------------------------
+class Case:
+    """One (config, cell): the tinyseq layers, the PyTorch module and their inputs."""
+
+    def __init__(
+        self, torch: Any, cell: str, shape: tuple[int, int, int, int], seed: int = 0
+    ) -> None:
+        T, B, n_in, H = shape
+        torch_name, self.gates, options = CELLS[cell]
+        ts.manual_seed(seed)
+        self.shape = shape
+        self.layer = ts.nn.Recurrent(cell, n_in, H, fused=True, **options)
+        self.step_layer = ts.nn.Recurrent(cell, n_in, H, fused=False, **options)
+        self.step_layer.load_state_dict(self.layer.state_dict())
+        self.torch = torch
+        self.module = getattr(torch.nn, torch_name)(n_in, H)
+        src = self.layer.cell_at(0)
+        with torch.no_grad():
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(self.module, name + "_l0").copy_(torch.from_numpy(getattr(src, name).data))
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((T, B, n_in)).astype(np.float32)
+        dy = rng.standard_normal((T, B, H)).astype(np.float32)
+        self.x = ts.tensor(x, requires_grad=True)
+        self.dy = ts.tensor(dy)
+        self.xt = torch.tensor(x, requires_grad=True)
+        self.dyt = torch.tensor(dy)
+
+    # tinyseq
+    def infer(self, layer: Any) -> Callable[[], Any]:
+        def run() -> Any:
+            with ts.no_grad():
+                return layer(self.x)
+
+        return run
+
+    def train(self, layer: Any) -> Callable[[], Any]:
+        def run() -> None:
+            layer.zero_grad()
+            self.x.grad = None
+            y, _ = layer(self.x)
+            y.backward(self.dy)
+
+        return run
+
+    # PyTorch
+    def torch_infer(self) -> Any:
+        with self.torch.no_grad():
+            return self.module(self.xt)
+
+    def torch_train(self) -> None:
+        self.module.zero_grad(set_to_none=True)
+        self.xt.grad = None
+        y, _ = self.module(self.xt)
+        y.backward(self.dyt)
+
+    def max_difference(self) -> float:
+        """Largest |tinyseq fused - PyTorch| over the outputs (a sanity check)."""
+        y = self.infer(self.layer)()[0].data
+        yt = self.torch_infer()[0].numpy()
+        return float(np.abs(y - yt).max())
+
+    # memory
+    def tinyseq_saved_bytes(self, layer: Any) -> int:
+        """Bytes a training forward leaves allocated until backward (output included)."""
+        self.train(layer)()  # fill the scratch pools first: they are not saved state
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        y, state = layer(self.x)
+        kept = tracemalloc.get_traced_memory()[0] - base
+        tracemalloc.stop()
+        del y, state
+        return kept
+
+    def torch_saved_bytes(self) -> int:
+        """Bytes of the tensors autograd saves in a training forward, plus the output."""
+        torch = self.torch
+        skip = {p.untyped_storage().data_ptr() for p in self.module.parameters()}
+        skip.add(self.xt.untyped_storage().data_ptr())
+        seen: dict[int, int] = {}
+
+        def pack(t: Any) -> Any:
+            storage = t.untyped_storage()
+            if storage.data_ptr() not in skip:
+                seen[storage.data_ptr()] = storage.nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            y, _ = self.module(self.xt)
+        seen[y.untyped_storage().data_ptr()] = y.untyped_storage().nbytes()
+        return sum(seen.values())
+
+
+def run_layers(
+    torch: Any, configs: dict[str, tuple[int, int, int, int]], cells: list[str], args: Any
+) -> list[dict[str, Any]]:
+    rows = []
+    for cfg, shape in configs.items():
+        T, B, n_in, H = shape
+        for cell in cells:
+            case = Case(torch, cell, shape)
+            impls_inf: dict[str, Callable[[], Any]] = {
+                "fused": case.infer(case.layer),
+                "torch": case.torch_infer,
+            }
+            impls_train: dict[str, Callable[[], Any]] = {
+                "fused": case.train(case.layer),
+                "torch": case.torch_train,
+            }
+            if not args.no_step:
+                impls_inf["step"] = case.infer(case.step_layer)
+                impls_train["step"] = case.train(case.step_layer)
+            runs = args.runs
+            if cfg == "Long" and not args.quick:
+                runs = max(1, runs // 2)  # Long takes 10x longer per call
+            inf = measure(impls_inf, args.rounds, runs, args.warmup)
+            train = measure(impls_train, args.rounds, runs, args.warmup)
+            f = flops(T, B, n_in, H, case.gates)
+            tbh = T * B * H
+            row = {
+                "config": cfg,
+                "shape": shape,
+                "cell": cell,
+                "infer_ms": {k: v * 1e3 for k, v in inf.items()},
+                "train_ms": {k: v * 1e3 for k, v in train.items()},
+                "infer_gflops": {k: f / v / 1e9 for k, v in inf.items()},
+                "train_gflops": {k: 3 * f / v / 1e9 for k, v in train.items()},
+                "saved_bytes_per_tbh": {
+                    "fused": case.tinyseq_saved_bytes(case.layer) / tbh,
+                    "torch": case.torch_saved_bytes() / tbh,
+                },
+                "max_abs_diff_vs_torch": case.max_difference(),
+            }
+            if not args.no_step and not (cfg == "Long" and not args.quick):
+                row["saved_bytes_per_tbh"]["step"] = case.tinyseq_saved_bytes(case.step_layer) / tbh
+            rows.append(row)
+            print_row(row)
+            sys.stdout.flush()
+    return rows
+
+
+def run_long_scaling(
+    torch: Any, shape: tuple[int, int, int, int], cells: list[str], args: Any
+) -> list[dict[str, Any]]:
+    """Time at T and at T/10 for the fused layer and PyTorch: the ratio shows linearity."""
+    T, B, n_in, H = shape
+    short = (max(1, T // 10), B, n_in, H)
+    rows = []
+    for cell in cells:
+        result: dict[str, Any] = {"cell": cell, "T": [short[0], T]}
+        for mode in ("infer", "train"):
+            per_t = {}
+            for s in (short, shape):
+                case = Case(torch, cell, s)
+                fns = {
+                    "fused": case.infer(case.layer) if mode == "infer" else case.train(case.layer),
+                    "torch": case.torch_infer if mode == "infer" else case.torch_train,
+                }
+                runs = args.runs if s is short or args.quick else max(1, args.runs // 2)
+                per_t[s[0]] = measure(fns, args.rounds, runs, args.warmup)
+            result[mode] = {
+                impl: {
+                    "ms_short": per_t[short[0]][impl] * 1e3,
+                    "ms_long": per_t[T][impl] * 1e3,
+                    "ratio": per_t[T][impl] / per_t[short[0]][impl],
+                }
+                for impl in ("fused", "torch")
+            }
+        rows.append(result)
+        for mode in ("infer", "train"):
+            r = result[mode]
+            print(
+                f"  Long {cell:5s} {mode:5s}  T={short[0]}->{T}: fused "
+                f"{r['fused']['ms_short']:.2f}->{r['fused']['ms_long']:.2f} ms "
+                f"(x{r['fused']['ratio']:.2f}), torch {r['torch']['ms_short']:.2f}->"
+                f"{r['torch']['ms_long']:.2f} ms (x{r['torch']['ratio']:.2f})"
+            )
+    return rows
+
+
+def run_plugin(
+    torch: Any, configs: dict[str, tuple[int, int, int, int]], args: Any
+) -> list[dict[str, Any]]:
+    """The plugin LSTM on the step path against the same cell as a PyTorch eager loop."""
+    rows = []
+    for cfg, shape in configs.items():
+        row = plugin_case(torch, shape, args)
+        row["config"] = cfg
+        rows.append(row)
+        inf, train = row["infer_ms"], row["train_ms"]
+        print(
+            f"  plugin LSTM {cfg:4s} infer {inf['tinyseq']:8.2f} vs eager torch "
+            f"{inf['torch']:8.2f} ms ({inf['tinyseq'] / inf['torch']:.2f}x)   train "
+            f"{train['tinyseq']:8.2f} vs {train['torch']:8.2f} ms "
+            f"({train['tinyseq'] / train['torch']:.2f}x)   "
+            f"max|diff| {row['max_abs_diff_vs_torch']:.1e}"
+        )
+    return rows
+
+
+def plugin_case(torch: Any, shape: tuple[int, int, int, int], args: Any) -> dict[str, Any]:
+    T, B, n_in, H = shape
+    ts.manual_seed(0)
+    layer = ts.nn.Recurrent(PluginLSTM, n_in, H)
+    cell = layer.cell_at(0)
+    w = {
+        n: torch.tensor(getattr(cell, n).data, requires_grad=True)
+        for n in ("weight_ih", "weight_hh", "bias")
+    }
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, B, n_in)).astype(np.float32)
+    dy = rng.standard_normal((T, B, H)).astype(np.float32)
+    xs, dys = ts.tensor(x, requires_grad=True), ts.tensor(dy)
+    xt, dyt = torch.tensor(x, requires_grad=True), torch.tensor(dy)
+
+    def ts_infer() -> Any:
+        with ts.no_grad():
+            return layer(xs)
+
+    def ts_train() -> None:
+        layer.zero_grad()
+        xs.grad = None
+        y, _ = layer(xs)
+        y.backward(dys)
+
+    def t_infer() -> Any:
+        with torch.no_grad():
+            return torch_plugin_loop(torch, xt, w["weight_ih"], w["weight_hh"], w["bias"])
+
+    def t_train() -> None:
+        for p in (*w.values(), xt):
+            p.grad = None
+        torch_plugin_loop(torch, xt, w["weight_ih"], w["weight_hh"], w["bias"]).backward(dyt)
+
+    diff = float(np.abs(ts_infer()[0].data - t_infer().numpy()).max())
+    inf = measure({"tinyseq": ts_infer, "torch": t_infer}, args.rounds, args.runs, args.warmup)
+    train = measure({"tinyseq": ts_train, "torch": t_train}, args.rounds, args.runs, args.warmup)
+    return {
+        "shape": shape,
+        "infer_ms": {k: v * 1e3 for k, v in inf.items()},
+        "train_ms": {k: v * 1e3 for k, v in train.items()},
+        "max_abs_diff_vs_torch": diff,
+    }
+
+
+def print_row(row: dict[str, Any]) -> None:
+    inf, train = row["infer_ms"], row["train_ms"]
+    mem = row["saved_bytes_per_tbh"]
+
+    def cell(d: dict[str, float], k: str) -> str:
+        return f"{d[k]:9.2f}" if k in d else "        -"
+
+    def ratio(d: dict[str, float], k: str) -> str:
+        return f"{d[k] / d['torch']:6.2f}x" if k in d else "      -"
+
+    print(
+        f"{row['config']:4s} {row['cell']:4s} infer  fused{cell(inf, 'fused')} step{cell(inf, 'step')} "
+        f"torch{cell(inf, 'torch')} ms  fused/torch {ratio(inf, 'fused')} step/torch "
+        f"{ratio(inf, 'step')}  GFLOP/s fused {row['infer_gflops']['fused']:6.1f} torch "
+        f"{row['infer_gflops']['torch']:6.1f}"
+    )
+    print(
+        f"{'':9s} train  fused{cell(train, 'fused')} step{cell(train, 'step')} "
+        f"torch{cell(train, 'torch')} ms  fused/torch {ratio(train, 'fused')} step/torch "
+        f"{ratio(train, 'step')}  GFLOP/s fused {row['train_gflops']['fused']:6.1f} torch "
+        f"{row['train_gflops']['torch']:6.1f}"
+    )
+    steps = f" step {mem['step']:.1f}" if "step" in mem else ""
+    print(
+        f"{'':9s} saved bytes/(T*B*H): fused {mem['fused']:.1f}{steps} torch {mem['torch']:.1f} "
+        f"(target {MEMORY_TARGET[row['cell']]})   max|fused - torch| "
+        f"{row['max_abs_diff_vs_torch']:.1e}"
+    )
+
+
+def blas_description() -> str:
+    """Which BLAS NumPy uses, with its thread count where threadpoolctl can tell."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        infos = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        return "; ".join(
+            f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')} "
+            f"threads={i.get('num_threads')} ({os.path.basename(i.get('filepath', ''))})"
+            for i in infos
+        )
+    except ImportError:
+        try:
+            blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]  # type: ignore[func-returns-value]
+            return f"{blas.get('name')} {blas.get('version')} (threadpoolctl not installed)"
+        except Exception:
+            return "unknown"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
+    parser.add_argument("--quick", action="store_true", help="tiny shapes, few runs (smoke run)")
+    parser.add_argument("--rounds", type=int, default=None, help="blocks per implementation")
+    parser.add_argument("--runs", type=int, default=None, help="timed runs per block")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed runs per block")
+    parser.add_argument("--no-step", action="store_true", help="skip the tinyseq step path")
+    parser.add_argument("--no-plugin", action="store_true", help="skip the plugin-cell comparison")
+    parser.add_argument(
+        "--no-long-scaling", action="store_true", help="skip the T=100 vs T=1000 check"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for both sides (default: every core this process may use)",
+    )
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    args = parser.parse_args(argv)
+    if args.threads and os.environ.get("OPENBLAS_NUM_THREADS") != str(args.threads):
+        # BLAS reads its thread count when NumPy is imported: start again with it set
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(args.threads)
+        os.execv(sys.executable, [sys.executable, *sys.argv])
+    if args.quick:
+        PAUSE_S[0] = 0.0
+    args.rounds = args.rounds or (1 if args.quick else 2)
+    args.runs = args.runs or (1 if args.quick else 5)
+    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    try:
+        import torch
+    except ImportError:
+        print("PyTorch is not installed: this benchmark compares against it")
+        return {}
+    threads = args.threads or (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
+    torch.set_num_threads(threads)
+    table = QUICK_CONFIGS if args.quick else CONFIGS
+    configs = {name: table[name] for name in args.configs}
+    env = {
+        k: os.environ[k]
+        for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS")
+        if k in os.environ
+    }
+    print(
+        f"tinyseq RNN CPU benchmark: {threads} threads, torch {torch.__version__}, numpy {np.__version__}"
+    )
+    print(f"BLAS: {blas_description()}  env: {env or '-'}")
+    print(
+        f"timing: median of {args.rounds} x {args.runs} runs after {args.warmup} warm-up per block (Long: half the runs)"
+    )
+    results: dict[str, Any] = {"threads": threads, "blas": blas_description(), "env": env}
+    results["layers"] = run_layers(torch, configs, args.cells, args)
+    if "Long" in configs and not args.no_long_scaling:
+        print("Long config, time against T/10:")
+        results["long_scaling"] = run_long_scaling(torch, configs["Long"], args.cells, args)
+    if not args.no_plugin:
+        plugin_cfgs = {k: table[k] for k in ("S", "M") if k in configs} or {"S": table["S"]}
+        print(
+            "User-defined cell (plugin LSTM, step path) vs the same cell as a PyTorch eager loop:"
+        )
+        results["plugin"] = run_plugin(torch, plugin_cfgs, args)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=1)
+    return results
+
+
+if __name__ == "__main__":
+    main()
