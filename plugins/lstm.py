@@ -67,7 +67,7 @@ class LSTMCell(GatedCell):
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         """x_t: the projected input (B, 4H); state (h, c) -> (h, (h, c))."""
         h, c = state
-        i, f, g, o = chunk(x_t + linear(h, self.weight_hh), 4)
+        i, f, g, o = chunk(linear(h, self.weight_hh, x_t), 4)  # x_t + W_hh h
         c = tinyseq.sigmoid(f) * c + tinyseq.sigmoid(i) * tinyseq.tanh(g)
         o = tinyseq.sigmoid(o)
         h = o * tinyseq.tanh(c) if self.variant == "standard" else o * c

@@ -40,7 +40,7 @@ class RNNCell(GatedCell):
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         """x_t: the projected input (B, H); state (h,) -> (h, (h,))."""
         (h,) = state
-        pre = x_t + linear(h, self.weight_hh)
+        pre = linear(h, self.weight_hh, x_t)  # = x_t + W_hh h, one node
         h = tinyseq.tanh(pre) if self.nonlinearity == "tanh" else tinyseq.relu(pre)
         return h, (h,)
 

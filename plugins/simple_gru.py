@@ -29,7 +29,7 @@ class SimpleGRUCell(GatedCell):
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         """x_t: the projected input (B, 2H); state (c,) -> (c, (c,))."""
         (c,) = state
-        u_pre, cand_pre = chunk(x_t + linear(c, self.weight_hh), 2)
+        u_pre, cand_pre = chunk(linear(c, self.weight_hh, x_t), 2)  # x_t + W_hh c
         u = tinyseq.sigmoid(u_pre)
         cand = tinyseq.tanh(cand_pre)
         c = c + u * (cand - c)  # = u * c~ + (1 - u) * c_prev with one product fewer

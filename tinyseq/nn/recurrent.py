@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import backend, registry
 from ..backend import Device
-from ..cell import Cell, State, unbind
+from ..cell import Cell, State, reuse_weights, unbind
 from ..tensor import Array, Tensor, _make, _wrap, concatenate
 from .module import Module
 
@@ -137,6 +137,13 @@ def run_cell(
         result = cell.fused_sequence(x, state, mask, reverse)
         if result is not None:
             return result
+    with reuse_weights():
+        return _step_loop(cell, x, state, mask, reverse)
+
+
+def _step_loop(
+    cell: Cell, x: Tensor, state: State, mask: Array | None, reverse: bool
+) -> tuple[Tensor, State]:
     projected = cell.input_projection(x)
     steps = unbind(projected if projected is not None else x)
     T = len(steps)

@@ -33,7 +33,7 @@ class PeepholeLSTMCell(Cell):
 
     def step(self, x_t, state):
         h, c = state
-        i, f, g, o = chunk(x_t + linear(h, self.weight_hh), 4)
+        i, f, g, o = chunk(linear(h, self.weight_hh, x_t), 4)  # x_t + W_hh h
         p_i, p_f, p_o = chunk(self.peephole, 3, axis=0)
         c = ts.sigmoid(f + p_f * c) * c + ts.sigmoid(i + p_i * c) * ts.tanh(g)
         h = ts.sigmoid(o + p_o * c) * ts.tanh(c)
