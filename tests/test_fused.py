@@ -491,3 +491,66 @@ def test_workspace_reuses_and_caps() -> None:
     ws.give(np, a, b)
     assert ws.take(np, (3, 4), np.float32) is a
     assert ws.take(np, (3, 4), np.float32) is not b  # only one kept per key
+
+
+# ---- through the recurrent layer: fused path against the step path ----------------------------
+LAYER_VARIANTS = [
+    ("rnn", {"nonlinearity": "tanh"}),
+    ("rnn", {"nonlinearity": "relu"}),
+    ("simple_gru", {}),
+    ("gru", {"reset_after": True}),
+    ("gru", {"reset_after": False}),
+    ("lstm", {"variant": "standard"}),
+    ("lstm", {"variant": "lecture"}),
+]
+
+
+def _layer_run(
+    cell: str, opts: dict[str, Any], fused_path: bool, dtype: Any, **layer_kw: Any
+) -> list[np.ndarray]:
+    recurrent = getattr(ts.nn, "Recurrent", None)
+    if recurrent is None:
+        pytest.skip("tinyseq.nn.Recurrent is not available")
+    T, B, n_in, H = 6, 3, 4, 3
+    ts.manual_seed(5)
+    layer = recurrent(cell, n_in, H, fused=fused_path, dtype=dtype, **layer_kw, **opts)
+    rng = np.random.default_rng(6)
+    x = ts.tensor(rng.standard_normal((T, B, n_in)).astype(dtype), requires_grad=True)
+    y, state = layer(x, lengths=[6, 2, 5])
+    states = list(state) if isinstance(state, tuple) else [state]
+    outs = [y, *states]
+    values = [o.data.copy() for o in outs]
+    return values + grads_of(outs, [x, *layer.parameters()])
+
+
+@pytest.mark.parametrize("cell,opts", LAYER_VARIANTS, ids=IDS)
+def test_layer_fused_matches_step_path_3_layers_bidirectional(
+    cell: str, opts: dict[str, Any]
+) -> None:
+    kw = {"num_layers": 3, "bidirectional": True}
+    got = _layer_run(cell, opts, True, np.float64, **kw)
+    ref = _layer_run(cell, opts, False, np.float64, **kw)
+    assert_close(got, ref, 1e-10)
+    got32 = _layer_run(cell, opts, True, np.float32, **kw)
+    ref32 = _layer_run(cell, opts, False, np.float32, **kw)
+    assert got32[0].dtype == np.float32
+    assert_close(got32, ref32, 1e-5)
+
+
+def test_layer_uses_the_fused_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, bool]] = []
+    real = fused.run
+
+    def counting(
+        kind: str, cell: Any, x: Any, state: Any, mask: Any, reverse: bool, **o: Any
+    ) -> Any:
+        res = real(kind, cell, x, state, mask, reverse, **o)
+        calls.append((kind, res is not None))
+        return res
+
+    monkeypatch.setattr(fused, "run", counting)
+    _layer_run("lstm", {}, True, np.float32, num_layers=2, bidirectional=True)
+    assert calls == [("lstm", True)] * 4  # one node per layer and direction
+    calls.clear()
+    _layer_run("lstm", {}, False, np.float32)
+    assert calls == []
