@@ -85,43 +85,44 @@ def main() -> None:
     clock = time.process_time if args.cpu_time else time.perf_counter
     print(f"torch threads {torch.get_num_threads()}, clock {clock.__name__}")
     for cfg in args.configs:
-        T, B, I, H = CONFIGS[cfg]  # noqa: E741
-        x_np = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
         for kind in args.cells:
-            rnn = ts.nn.Recurrent(kind, I, H, fused=False)
-            run_t, params_t = torch_loop(kind, I, H)
-            xs = ts.tensor(x_np)
-            xt = torch.tensor(x_np)
+            compare(kind, cfg, args.runs, clock)
 
-            def ts_inf() -> None:
-                with ts.no_grad():
-                    rnn(xs)
 
-            def ts_train() -> None:
-                x = ts.tensor(x_np, requires_grad=True)
-                out, _ = rnn(x)
-                out.sum().backward()
+def compare(kind: str, cfg: str, runs: int, clock) -> None:
+    T, B, I, H = CONFIGS[cfg]  # noqa: E741
+    x_np = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
+    rnn = ts.nn.Recurrent(kind, I, H, fused=False)
+    run_t, _ = torch_loop(kind, I, H)
+    xs = ts.tensor(x_np)
+    xt = torch.tensor(x_np)
 
-            def t_inf() -> None:
-                with torch.no_grad():
-                    run_t(xt)
+    def ts_inf() -> None:
+        with ts.no_grad():
+            rnn(xs)
 
-            def t_train() -> None:
-                x = xt.clone().requires_grad_()
-                run_t(x).sum().backward()
+    def ts_train() -> None:
+        out, _ = rnn(ts.tensor(x_np, requires_grad=True))
+        out.sum().backward()
 
-            res = {}
-            for label, fn in (("ts_inf", ts_inf), ("t_inf", t_inf), ("ts_train", ts_train),
-                              ("t_train", t_train)):
-                res[label] = timeit(fn, args.runs, clock)
-                time.sleep(0.2)
-            print(
-                f"{cfg} {kind:5s} inference tinyseq {res['ts_inf']:8.2f} ms  torch-eager "
-                f"{res['t_inf']:8.2f} ms  ratio {res['ts_inf'] / res['t_inf']:.2f} | train "
-                f"tinyseq {res['ts_train']:8.2f} ms  torch-eager {res['t_train']:8.2f} ms  "
-                f"ratio {res['ts_train'] / res['t_train']:.2f}"
-            )
+    def t_inf() -> None:
+        with torch.no_grad():
+            run_t(xt)
 
+    def t_train() -> None:
+        run_t(xt.clone().requires_grad_()).sum().backward()
+
+    res = {}
+    for label, fn in (("ts_inf", ts_inf), ("t_inf", t_inf), ("ts_train", ts_train),
+                      ("t_train", t_train)):
+        res[label] = timeit(fn, runs, clock)
+        time.sleep(0.2)
+    print(
+        f"{cfg} {kind:5s} inference tinyseq {res['ts_inf']:8.2f} ms  torch-eager "
+        f"{res['t_inf']:8.2f} ms  ratio {res['ts_inf'] / res['t_inf']:.2f} | train "
+        f"tinyseq {res['ts_train']:8.2f} ms  torch-eager {res['t_train']:8.2f} ms  "
+        f"ratio {res['ts_train'] / res['t_train']:.2f}"
+    )
 
 if __name__ == "__main__":
     main()
