@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
 import tinyseq as ts
-from tinyseq import backend
+from tinyseq import backend, registry
 from tinyseq.cell import Cell, State, linear
 from tinyseq.nn import Parameter
 from tinyseq.nn.recurrent import run_cell
 from tinyseq.tensor import Tensor, custom
 from tinyseq.testing import CHECKS, CellCheckError, check_cell
+
+
+@pytest.fixture(autouse=True)
+def _builtin_cells_only() -> Iterator[None]:
+    """Only the built-in cells: nothing installed or set in the environment leaks in."""
+    with registry.isolated_plugins():
+        yield
 
 BUILTINS = [
     ("rnn", {}),

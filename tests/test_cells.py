@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,13 @@ from tinyseq import registry
 from tinyseq.cell import chunk, linear, unbind
 from tinyseq.nn.recurrent import run_cell
 from tinyseq.testing import gradcheck
+
+
+@pytest.fixture(autouse=True)
+def _builtin_cells_only() -> Iterator[None]:
+    """Only the built-in cells: nothing installed or set in the environment leaks in."""
+    with registry.isolated_plugins():
+        yield
 
 I, H, B, T = 3, 4, 2, 5  # noqa: E741 (input size, as in the docs)
 

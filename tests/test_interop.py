@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
 import tinyseq as ts
-from tinyseq import interop
+from tinyseq import interop, registry
 from tinyseq.nn.recurrent import use_fused
+
+
+@pytest.fixture(autouse=True)
+def _builtin_cells_only() -> Iterator[None]:
+    """Only the built-in cells: nothing installed or set in the environment leaks in."""
+    with registry.isolated_plugins():
+        yield
+
 
 torch = pytest.importorskip("torch")
 

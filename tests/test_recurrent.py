@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
 import tinyseq as ts
+from tinyseq import registry
 from tinyseq.cell import Cell, State, linear
 from tinyseq.nn import Parameter
 from tinyseq.nn.recurrent import detach_state, run_cell, use_fused
 from tinyseq.testing import gradcheck
+
+
+@pytest.fixture(autouse=True)
+def _builtin_cells_only() -> Iterator[None]:
+    """Only the built-in cells: nothing installed or set in the environment leaks in."""
+    with registry.isolated_plugins():
+        yield
 
 CELLS = [("rnn", {}), ("simple_gru", {}), ("gru", {"reset_after": False}), ("lstm", {})]
 

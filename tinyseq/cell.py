@@ -208,7 +208,8 @@ class Cell(Module):
     def initial_state(self, batch_size: int) -> State:
         """Zeros for every state component: each (batch_size, hidden_size)."""
         dev = self.device
-        dtype = next(iter(self.parameters())).dtype if self._parameters else backend.get_default_dtype()
+        first = next(self.parameters(), None)  # also finds parameters of submodules
+        dtype = first.dtype if first is not None else backend.get_default_dtype()
         return tuple(
             _wrap(dev.xp.zeros((batch_size, self.hidden_size), dtype=dtype), dev)
             for _ in self.state_names

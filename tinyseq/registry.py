@@ -56,6 +56,7 @@ __all__ = [
     "get_plugin_manager",
     "set_plugin_manager",
     "use_plugin_manager",
+    "isolated_plugins",
     "register_plugin",
     "unregister_plugin",
     "load_plugin_file",
@@ -447,6 +448,25 @@ def use_plugin_manager(pm: PluginManager) -> Iterator[PluginManager]:
         yield pm
     finally:
         _default_pm = previous
+
+
+@contextlib.contextmanager
+def isolated_plugins(
+    plugins: Iterable[Any] = (), plugin_files: Iterable[str | os.PathLike[str]] = ()
+) -> Iterator[PluginManager]:
+    """A ``with`` block that sees only the built-ins plus the given plugins.
+
+    Neither installed entry points nor the environment variables are read, so a test
+    behaves the same on every machine::
+
+        with isolated_plugins([my_plugin_module]):
+            rnn = ts.nn.Recurrent("mycell", 3, 4)
+    """
+    pm = build_plugin_manager(
+        entrypoints=False, env=False, plugins=plugins, plugin_files=plugin_files
+    )
+    with use_plugin_manager(pm):
+        yield pm
 
 
 def register_plugin(plugin: Any, name: str | None = None) -> str | None:
