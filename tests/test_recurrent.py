@@ -134,6 +134,8 @@ def test_length_errors_name_what_was_expected() -> None:
         ts.nn.Recurrent("lstm", 2, 3)(x, ts.zeros(1, 2, 3))
     out, h = rnn(x, lengths=[0, 2])  # an empty sequence keeps its initial state
     assert not as_np(out)[:, 0].any() and not as_np(h)[:, 0].any()
+    out, h = rnn(ts.randn(0, 2, 2))  # so does a batch of empty sequences
+    assert out.shape == (0, 2, 3) and not as_np(h).any()
 
 
 def test_merge_modes(device: str) -> None:

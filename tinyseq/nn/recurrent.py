@@ -144,9 +144,11 @@ def run_cell(
 def _step_loop(
     cell: Cell, x: Tensor, state: State, mask: Array | None, reverse: bool
 ) -> tuple[Tensor, State]:
+    T, B = x.shape[0], x.shape[1]
+    if T == 0:
+        return _wrap(x.device.xp.zeros((0, B, cell.output_size), dtype=x.dtype), x.device), state
     projected = cell.input_projection(x)
     steps = unbind(projected if projected is not None else x)
-    T = len(steps)
     outputs: list[Tensor] = [steps[0]] * T  # placeholders, all overwritten
     order = range(T - 1, -1, -1) if reverse else range(T)
     step = cell.step
@@ -165,7 +167,7 @@ def _step_loop(
             outputs[t], state = step(steps[t], state)
         elif not summary[1, t]:  # every sequence is padded here: nothing changes
             if zeros is None:
-                zeros = _wrap(xp.zeros((x.shape[1], cell.output_size), dtype=x.dtype), x.device)
+                zeros = _wrap(xp.zeros((B, cell.output_size), dtype=x.dtype), x.device)
             outputs[t] = zeros
         else:
             y, new = step(steps[t], state)
