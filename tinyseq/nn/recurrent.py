@@ -367,7 +367,7 @@ class Recurrent(Module):
         self.stateful = stateful
         layers: list[Layer] = []
         features = input_size
-        with backend.default_dtype(dtype or backend.get_default_dtype()):
+        with backend.default_dtype(dtype if dtype is not None else backend.get_default_dtype()):
             for both in directions:
                 layer: Layer = make(features, hidden_size)
                 if both:
