@@ -44,6 +44,15 @@ def test_tensor_copies_but_Tensor_shares() -> None:
     assert copied.numpy()[0] == 1 and shared.numpy()[0] == 5
 
 
+def test_bad_data_gives_a_clear_error() -> None:
+    with pytest.raises(TypeError, match="list data.*ts.stack"):
+        ts.tensor([ts.tensor(1.0), ts.tensor(2.0)])
+    with pytest.raises(TypeError, match="str data of numpy dtype <U3"):
+        ts.tensor("abc")
+    with pytest.raises(TypeError, match="NoneType"):
+        ts.tensor(None)
+
+
 def test_requires_grad_only_for_floats() -> None:
     with pytest.raises(TypeError, match="floating.*int64"):
         ts.tensor([1, 2], requires_grad=True)

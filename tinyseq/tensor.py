@@ -146,6 +146,12 @@ class Tensor:
             src = None
         if src is None:  # Python numbers / lists
             host = np.asarray(data)
+            if host.dtype.kind not in "biufc":
+                hint = " (for a list of tensors use ts.stack)" if _holds_tensor(data) else ""
+                raise TypeError(
+                    f"cannot make a tensor from {type(data).__name__} data of numpy dtype "
+                    f"{host.dtype}: expected numbers, booleans or arrays{hint}"
+                )
             if dtype is None and host.dtype.kind == "f":
                 host = host.astype(backend.get_default_dtype())
             dev = dev or backend.get_default_device()
@@ -473,6 +479,12 @@ class Tensor:
 
     def sqrt(self) -> Tensor:
         return pow(self, 0.5)
+
+
+def _holds_tensor(data: Any) -> bool:
+    return isinstance(data, (list, tuple)) and any(
+        isinstance(d, Tensor) or _holds_tensor(d) for d in data
+    )
 
 
 # ---- graph construction ---------------------------------------------------------------
