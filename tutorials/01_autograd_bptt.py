@@ -289,7 +289,8 @@ def save_plot(path):
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.semilogy(np.arange(1, T_long + 1), contribution, marker=".")
+    # step 1 reads a<0> = 0, so it adds nothing to dW_aa: start at step 2
+    ax.semilogy(np.arange(2, T_long + 1), contribution[1:], marker=".")
     ax.set_xlabel("step t")
     ax.set_ylabel("||contribution of step t to dL/dW_aa||")
     ax.set_title(f"Loss at step {T_long} only: early steps barely contribute")
