@@ -158,7 +158,7 @@ def test_state_dict_keys_match_torch_and_load_torch_weights(torch) -> None:  # t
     model.eval()
     ref.eval()
     np.testing.assert_allclose(
-        host(model(ts.tensor(x))), ref(torch.tensor(x)).detach().numpy(), rtol=1e-5, atol=1e-6
+        host(model(ts.tensor(x, device="cpu"))), ref(torch.tensor(x)).detach().numpy(), rtol=1e-5, atol=1e-6
     )
 
 

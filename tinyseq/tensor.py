@@ -664,6 +664,8 @@ def tensor(
     """
     if isinstance(data, Tensor):
         data = data.data
+    elif device is None and type(data) is np.ndarray:
+        device = backend.get_default_device()  # host arrays follow the default, as in PyTorch
     t = Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
     if t.data is data:
         t.data = data.copy()
