@@ -25,4 +25,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 @hookspec
 def register_cells(register: Any) -> None:
-    """Call ``register(name, factory, description=..., options=...)`` once per cell."""
+    """Call ``register(name, factory, description=..., options=...)`` once per cell.
+
+    ``factory(input_size, hidden_size, **options)`` returns a :class:`tinyseq.cell.Cell`;
+    description and options default to the factory's docstring and keyword defaults.
+    Wrappers (e.g. bidirectional, stacked) pass ``wrapper=True``.
+    """
