@@ -33,6 +33,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.plugin:
+        from . import registry
+
+        # every command (train, predict, ...) sees cells from --plugin files
+        registry.set_plugin_manager(registry.build_plugin_manager(plugin_files=args.plugin))
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
