@@ -4,7 +4,7 @@ Gates (r, z, n) as in PyTorch, h = (1 - z) * n + z * h_prev. ``reset_after=True`
 (PyTorch, cuDNN): n = tanh(W_in x + b_in + r * (W_hn h + b_hn)); ``reset_after=False``
 (the lecture): n = tanh(W_in x + b_in + W_hn (r * h) + b_hn), which needs a second
 recurrent product per step because r must be known before W_hn is applied.
-Saved for backward: the activated gates, gate-major (3, T, B, H), the states
+Saved for backward: the activated gates, gate-major (T, 3, B, H), the states
 (T + 1, B, H) and one (T, B, H) buffer — W_hn h + b_hn (reset after) or r * h (reset
 before): 5 numbers per T*B*H. Gate gradients are row-major (T, B, 3H) for the GEMMs.
 """
@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .gates import column_sums, gate_blocks, input_product, slot_bias, transposed_blocks
 from .sequence import MaskInfo, Steps
-from .workspace import column_sums, gate_blocks, sigmoid_, workspace
+from .workspace import sigmoid_from_half_, workspace
 
 __all__ = ["forward", "backward"]
 
@@ -39,14 +40,9 @@ def forward(
     H = w_hh.shape[1]
     dt = x.dtype
     steps = Steps(T, reverse)
-    shape = (3, T, B, H)
-    gates = xp.empty(shape, dtype=dt) if training else workspace.take(xp, shape, dt)
-    x2 = x.reshape(T * B, n_in)
-    w_ih_t = xp.ascontiguousarray(w_ih.T)  # BLAS is faster on W.T stored than on a view
-    for k in range(3):
-        xp.matmul(x2, w_ih_t[:, k * H : (k + 1) * H], out=gates[k].reshape(T * B, H))
     # biases that are plain additions to a gate's pre-activation go in once, here
     b_hn = None
+    bias = None
     if b_ih is not None or b_hh is not None:
         bias = xp.zeros((3 * H,), dtype=dt)
         if b_ih is not None:
@@ -57,7 +53,13 @@ def forward(
                 b_hn = b_hh[2 * H :]
             else:
                 xp.add(bias, b_hh, out=bias)
-        xp.add(gates, bias.reshape(3, 1, 1, H), out=gates)
+    # r and z have their weights and biases halved: sigmoid = 0.5 * tanh(pre / 2) + 0.5
+    order = (0, 1, 2)
+    bias = slot_bias(xp, bias, 3, order, halved=2)
+    xw = input_product(xp, x, transposed_blocks(xp, w_ih, 3, order, halved=2), bias)
+    xw_g = xw.reshape(T, B, 3, H).transpose(0, 2, 1, 3)
+    shape = (T, 3, B, H)
+    gates = xp.empty(shape, dtype=dt) if training else workspace.take(xp, shape, dt)
     hs = xp.empty((T + 1, B, H), dtype=dt)
     hs[steps.initial_slot()] = state[0]
     # (T, B, H) per-step extra: W_hn h + b_hn (reset after) or r * h (reset before)
@@ -65,17 +67,18 @@ def forward(
     scratch = workspace.take(xp, (B, H), dt)
     rec = workspace.take(xp, (B, 3 * H if reset_after else 2 * H), dt)
     rec_g = gate_blocks(rec, 3 if reset_after else 2)
-    w_hh_t = xp.ascontiguousarray(w_hh.T)
+    w_hh_t = transposed_blocks(xp, w_hh, 3, order, halved=2)
     w_hrz_t, w_hn_t = w_hh_t[:, : 2 * H], w_hh_t[:, 2 * H :]
     for t in steps.order:
         hp, hn = hs[t + steps.prev], hs[t + steps.new]
-        g = gates[:, t]
+        g = gates[t]
         rz, r, z, n = g[:2], g[0], g[1], g[2]
         e = extra[t] if extra is not None else scratch
         if reset_after:
             xp.matmul(hp, w_hh_t, out=rec)
-            xp.add(rz, rec_g[:2], out=rz)
-            sigmoid_(xp, rz)
+            xp.add(xw_g[t, :2], rec_g[:2], out=rz)
+            xp.tanh(rz, out=rz)
+            sigmoid_from_half_(xp, rz)
             if b_hn is not None:
                 xp.add(rec_g[2], b_hn, out=e)
             else:
@@ -83,11 +86,12 @@ def forward(
             xp.multiply(r, e, out=hn)  # hn as scratch until the end of the step
         else:
             xp.matmul(hp, w_hrz_t, out=rec)
-            xp.add(rz, rec_g, out=rz)
-            sigmoid_(xp, rz)
+            xp.add(xw_g[t, :2], rec_g, out=rz)
+            xp.tanh(rz, out=rz)
+            sigmoid_from_half_(xp, rz)
             xp.multiply(r, hp, out=e)
             xp.matmul(e, w_hn_t, out=hn)
-        xp.add(n, hn, out=n)
+        xp.add(xw_g[t, 2], hn, out=n)
         xp.tanh(n, out=n)
         # h = n + z * (h_prev - n)
         xp.subtract(hp, n, out=hn)
@@ -95,7 +99,7 @@ def forward(
         xp.add(hn, n, out=hn)
         if mask is not None and mask.padded_steps[t]:
             xp.copyto(hn, hp, where=mask.pad[t])
-    workspace.give(xp, scratch, rec)
+    workspace.give(xp, scratch, rec, xw)
     y = steps.outputs(hs)
     if mask is not None:
         y = y * mask.valid
@@ -131,7 +135,7 @@ def backward(
     for t in steps.backward_order:
         if dy is not None:
             xp.add(dh, dy[t], out=dh)
-        g, e = gates[:, t], extra[t]
+        g, e = gates[t], extra[t]
         r, z, n = g[0], g[1], g[2]
         d = d_all[t]
         d_g = gate_blocks(d, 3)
@@ -198,7 +202,9 @@ def backward(
         db_ih = None
         if has_bias[0]:
             db_ih = xp.empty((3 * H,), dtype=dt)
-            db_ih[: 2 * H] = db_hh[: 2 * H] if db_hh is not None else column_sums(xp, flat[:, : 2 * H])
+            db_ih[: 2 * H] = (
+                db_hh[: 2 * H] if db_hh is not None else column_sums(xp, flat[:, : 2 * H])
+            )
             db_ih[2 * H :] = column_sums(xp, dnx)
         workspace.give(xp, dn_x)
     else:

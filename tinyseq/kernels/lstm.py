@@ -1,22 +1,28 @@
 """Fused LSTM over a whole sequence (NumPy-style in-place code; any numpy-like ``xp``).
 
 Gate order (i, f, g, o) as in PyTorch; ``variant="standard"`` gives h = o * tanh(c),
-``"lecture"`` h = o * c. Saved for backward: the activated gates (4, T, B, H) and the
+``"lecture"`` h = o * c. Saved for backward: the activated gates (T, 4, B, H) and the
 states h, c (T + 1, B, H) each — 6 numbers per T*B*H; tanh(c) is recomputed.
 
-Layout: the activated gates are stored gate-major, one contiguous (B, H) block per gate
-and step, in slot order (i, f, o, g) so the three sigmoid gates form one block: element
--wise work on contiguous blocks runs about twice as fast as on column slices of a
-(B, 4H) matrix. Gate gradients are written row-major (T, B, 4H) in PyTorch's order, so
-dW_ih, dW_hh and dx are one GEMM each over all steps.
+Layout (see :mod:`.gates`): activations gate-major (T, 4, B, H) in slot order
+(i, f, o, g), so the three sigmoid gates are one contiguous block; gate gradients
+row-major (T, B, 4H) in PyTorch's order for the weight-gradient GEMMs.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .gates import (
+    column_sums,
+    gate_blocks,
+    input_product,
+    slot_bias,
+    transposed_blocks,
+    weight_grads,
+)
 from .sequence import MaskInfo, Steps
-from .workspace import add_biases, column_sums, gate_blocks, sigmoid_, weight_grads, workspace
+from .workspace import add_biases, sigmoid_from_half_, workspace
 
 __all__ = ["forward", "backward"]
 
@@ -47,17 +53,13 @@ def forward(
     H = w_hh.shape[1]
     dt = x.dtype
     steps = Steps(T, reverse)
-    shape = (4, T, B, H)
+    # slot order (i, f, o, g): the three sigmoid gates are one contiguous block
+    # the sigmoid gates' weights and biases halved: one tanh then serves all four gates
+    bias = slot_bias(xp, add_biases(xp, b_ih, b_hh), 4, SLOT, halved=3)
+    xw = input_product(xp, x, transposed_blocks(xp, w_ih, 4, SLOT, halved=3), bias)
+    xw_g = xw.reshape(T, B, 4, H).transpose(0, 2, 1, 3)
+    shape = (T, 4, B, H)
     gates = xp.empty(shape, dtype=dt) if training else workspace.take(xp, shape, dt)
-    x2 = x.reshape(T * B, n_in)
-    w_ih_t = xp.ascontiguousarray(w_ih.T)  # BLAS is faster on W.T stored than on a view
-    for k in range(4):
-        xp.matmul(x2, w_ih_t[:, k * H : (k + 1) * H], out=gates[SLOT[k]].reshape(T * B, H))
-    bias = add_biases(xp, b_ih, b_hh)
-    if bias is not None:
-        slots = bias.reshape(4, H)[list(SLOT)]
-        xp.add(gates, slots[:, None, None, :], out=gates)
-
     hs = xp.empty((T + 1, B, H), dtype=dt)
     hs[steps.initial_slot()] = state[0]
     # inference keeps only two cell states and alternates between them
@@ -66,20 +68,18 @@ def forward(
     rec = workspace.take(xp, (B, 4 * H), dt)
     rec_g = gate_blocks(rec, 4)
     tmp = workspace.take(xp, (B, H), dt)
-    w_hh_t = xp.ascontiguousarray(w_hh.T)
+    w_hh_t = transposed_blocks(xp, w_hh, 4, SLOT, halved=3)
     for k, t in enumerate(steps.order):
         hp, hn = hs[t + steps.prev], hs[t + steps.new]
         if training:
             cp, cn = cs[t + steps.prev], cs[t + steps.new]
         else:
             cp, cn = cs[k % 2], cs[(k + 1) % 2]
-        g = gates[:, t]
+        g = gates[t]
         xp.matmul(hp, w_hh_t, out=rec)
-        xp.add(g[:2], rec_g[:2], out=g[:2])
-        xp.add(g[2], rec_g[3], out=g[2])
-        xp.add(g[3], rec_g[2], out=g[3])
-        sigmoid_(xp, g[:3])
-        xp.tanh(g[3], out=g[3])
+        xp.add(xw_g[t], rec_g, out=g)
+        xp.tanh(g, out=g)
+        sigmoid_from_half_(xp, g[:3])
         i, f, o, gg = g[0], g[1], g[2], g[3]
         xp.multiply(f, cp, out=cn)
         xp.multiply(i, gg, out=tmp)
@@ -92,7 +92,7 @@ def forward(
         if mask is not None and mask.padded_steps[t]:
             xp.copyto(hn, hp, where=mask.pad[t])
             xp.copyto(cn, cp, where=mask.pad[t])
-    workspace.give(xp, rec, tmp)
+    workspace.give(xp, rec, tmp, xw)
 
     y = steps.outputs(hs)
     if mask is not None:
@@ -129,7 +129,7 @@ def backward(
     for t in steps.backward_order:
         if dy is not None:
             xp.add(dh, dy[t], out=dh)
-        g = gates[:, t]
+        g = gates[t]
         i, f, o, gg = g[0], g[1], g[2], g[3]
         d = dgates[t]
         d_g = gate_blocks(d, 4)  # PyTorch order: i, f, g, o
@@ -171,7 +171,9 @@ def backward(
     workspace.give(xp, t1, dc_in, ds, da)
     flat = dgates.reshape(T * B, 4 * H)
     dx = xp.matmul(flat, w_ih).reshape(T, B, n_in) if need_dx else None
-    dw_ih, dw_hh = weight_grads(xp, flat, x.reshape(T * B, n_in), steps.inputs(hs).reshape(T * B, H))
+    dw_ih, dw_hh = weight_grads(
+        xp, flat, x.reshape(T * B, n_in), steps.inputs(hs).reshape(T * B, H)
+    )
     db = column_sums(xp, flat) if has_bias else None
     workspace.give(xp, dgates)
     return dx, dh, dc, dw_ih, dw_hh, db, db

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .gates import column_sums, weight_grads
 from .sequence import MaskInfo, Steps
-from .workspace import add_biases, column_sums, weight_grads, workspace
+from .workspace import add_biases, workspace
 
 __all__ = ["forward", "backward"]
 
@@ -104,7 +105,9 @@ def backward(
     workspace.give(xp, tmp)
     flat = dpre.reshape(T * B, H)
     dx = xp.matmul(flat, w_ih).reshape(T, B, n_in) if need_dx else None
-    dw_ih, dw_hh = weight_grads(xp, flat, x.reshape(T * B, n_in), steps.inputs(hs).reshape(T * B, H))
+    dw_ih, dw_hh = weight_grads(
+        xp, flat, x.reshape(T * B, n_in), steps.inputs(hs).reshape(T * B, H)
+    )
     db = column_sums(xp, flat) if has_bias else None
     workspace.give(xp, dpre)
     return dx, dh, dw_ih, dw_hh, db, db

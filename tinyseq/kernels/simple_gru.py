@@ -2,15 +2,23 @@
 
 Gates (u, c~): u = sigmoid(W_iu x + b_iu + W_hu c + b_hu), c~ = tanh(W_ic x + b_ic +
 W_hc c + b_hc), c = u * c~ + (1 - u) * c_prev. Saved for backward: the activated gates,
-gate-major (2, T, B, H), and the states (T + 1, B, H) — 3 numbers per T*B*H.
+gate-major (T, 2, B, H), and the states (T + 1, B, H) — 3 numbers per T*B*H.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .gates import (
+    column_sums,
+    gate_blocks,
+    input_product,
+    slot_bias,
+    transposed_blocks,
+    weight_grads,
+)
 from .sequence import MaskInfo, Steps
-from .workspace import add_biases, column_sums, gate_blocks, sigmoid_, weight_grads, workspace
+from .workspace import add_biases, sigmoid_from_half_, workspace
 
 __all__ = ["forward", "backward"]
 
@@ -34,35 +42,32 @@ def forward(
     H = w_hh.shape[1]
     dt = x.dtype
     steps = Steps(T, reverse)
-    shape = (2, T, B, H)
+    # u's weights and bias halved: one tanh serves both gates (see sigmoid_from_half_)
+    bias = slot_bias(xp, add_biases(xp, b_ih, b_hh), 2, (0, 1), halved=1)
+    xw = input_product(xp, x, transposed_blocks(xp, w_ih, 2, (0, 1), halved=1), bias)
+    xw_g = xw.reshape(T, B, 2, H).transpose(0, 2, 1, 3)
+    shape = (T, 2, B, H)
     gates = xp.empty(shape, dtype=dt) if training else workspace.take(xp, shape, dt)
-    x2 = x.reshape(T * B, n_in)
-    w_ih_t = xp.ascontiguousarray(w_ih.T)  # BLAS is faster on W.T stored than on a view
-    for k in range(2):
-        xp.matmul(x2, w_ih_t[:, k * H : (k + 1) * H], out=gates[k].reshape(T * B, H))
-    bias = add_biases(xp, b_ih, b_hh)
-    if bias is not None:
-        xp.add(gates, bias.reshape(2, 1, 1, H), out=gates)
     hs = xp.empty((T + 1, B, H), dtype=dt)
     hs[steps.initial_slot()] = state[0]
     rec = workspace.take(xp, (B, 2 * H), dt)
     rec_g = gate_blocks(rec, 2)
-    w_hh_t = xp.ascontiguousarray(w_hh.T)
+    w_hh_t = transposed_blocks(xp, w_hh, 2, (0, 1), halved=1)
     for t in steps.order:
         hp, hn = hs[t + steps.prev], hs[t + steps.new]
-        g = gates[:, t]
+        g = gates[t]
         xp.matmul(hp, w_hh_t, out=rec)
-        xp.add(g, rec_g, out=g)
+        xp.add(xw_g[t], rec_g, out=g)
         u, cand = g[0], g[1]
-        sigmoid_(xp, u)
-        xp.tanh(cand, out=cand)
+        xp.tanh(g, out=g)
+        sigmoid_from_half_(xp, u)
         # c = c_prev + u * (c~ - c_prev)
         xp.subtract(cand, hp, out=hn)
         xp.multiply(hn, u, out=hn)
         xp.add(hn, hp, out=hn)
         if mask is not None and mask.padded_steps[t]:
             xp.copyto(hn, hp, where=mask.pad[t])
-    workspace.give(xp, rec)
+    workspace.give(xp, rec, xw)
     y = steps.outputs(hs)
     if mask is not None:
         y = y * mask.valid
@@ -92,7 +97,7 @@ def backward(
     for t in steps.backward_order:
         if dy is not None:
             xp.add(dh, dy[t], out=dh)
-        g = gates[:, t]
+        g = gates[t]
         u, cand = g[0], g[1]
         d = dgates[t]
         d_g = gate_blocks(d, 2)
@@ -122,7 +127,9 @@ def backward(
     workspace.give(xp, t1, t2)
     flat = dgates.reshape(T * B, 2 * H)
     dx = xp.matmul(flat, w_ih).reshape(T, B, n_in) if need_dx else None
-    dw_ih, dw_hh = weight_grads(xp, flat, x.reshape(T * B, n_in), steps.inputs(hs).reshape(T * B, H))
+    dw_ih, dw_hh = weight_grads(
+        xp, flat, x.reshape(T * B, n_in), steps.inputs(hs).reshape(T * B, H)
+    )
     db = column_sums(xp, flat) if has_bias else None
     workspace.give(xp, dgates)
     return dx, dh, dw_ih, dw_hh, db, db

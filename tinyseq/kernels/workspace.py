@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Workspace", "workspace", "sigmoid_", "dsigmoid_", "dtanh_", "tanh_", "add_biases", "gate_blocks", "weight_grads", "column_sums"]
+__all__ = ["Workspace", "workspace", "sigmoid_from_half_", "add_biases"]
 
 Array = Any
 
@@ -48,44 +48,16 @@ class Workspace:
 workspace = Workspace()
 
 
-def sigmoid_(xp: Any, a: Array) -> Array:
-    """Logistic sigmoid in place, as 0.5 * tanh(a / 2) + 0.5 (no overflow); returns a.
+def sigmoid_from_half_(xp: Any, a: Array) -> Array:
+    """Logistic sigmoid in place of a = tanh(pre / 2): a = 0.5 * a + 0.5; returns a.
 
-    tanh is one fast vectorised pass; the exp form needs exp, add and a division.
+    The kernels halve the sigmoid gates' weights and biases, take one tanh over all
+    gates at once, then finish the sigmoid gates here: 0.5 * tanh(x / 2) + 0.5 is the
+    sigmoid without overflow, and costs two cheap passes after the shared tanh.
     """
     half = a.dtype.type(0.5)
     xp.multiply(a, half, out=a)
-    xp.tanh(a, out=a)
-    xp.multiply(a, half, out=a)
     xp.add(a, half, out=a)
-    return a
-
-
-def gate_blocks(a: Array, n: int) -> Array:
-    """The (n, B, H) view of a row-major (B, n*H) gate matrix: block k is gate k."""
-    B = a.shape[0]
-    return a.reshape(B, n, a.shape[1] // n).transpose(1, 0, 2)
-
-
-def dsigmoid_(xp: Any, d: Array, s: Array, tmp: Array) -> Array:
-    """d *= s * (1 - s) in place, for s = sigmoid(pre); tmp is scratch of d's shape."""
-    xp.subtract(1.0, s, out=tmp)
-    xp.multiply(d, s, out=d)
-    xp.multiply(d, tmp, out=d)
-    return d
-
-
-def dtanh_(xp: Any, d: Array, th: Array, tmp: Array) -> Array:
-    """d *= 1 - th**2 in place, for th = tanh(pre); tmp is scratch of d's shape."""
-    xp.multiply(th, th, out=tmp)
-    xp.subtract(1.0, tmp, out=tmp)
-    xp.multiply(d, tmp, out=d)
-    return d
-
-
-def tanh_(xp: Any, a: Array) -> Array:
-    """tanh in place; returns a."""
-    xp.tanh(a, out=a)
     return a
 
 
@@ -96,32 +68,3 @@ def add_biases(xp: Any, b_ih: Array | None, b_hh: Array | None) -> Array | None:
     if b_hh is None:
         return b_ih
     return xp.add(b_ih, b_hh)
-
-
-def weight_grads(xp: Any, d: Array, x2: Array, h2: Array) -> tuple[Array, Array]:
-    """dW_ih = d.T @ x2 and dW_hh = d.T @ h2 over all steps, one GEMM each.
-
-    d: (N, G) gate gradients; x2 (N, I), h2 (N, H) -> (G, I), (G, H). Computed as
-    (x2.T @ d).T, the operand order BLAS runs fastest here, and returned as that
-    transposed view (autograd copies gradients into fresh arrays anyway).
-    """
-    return xp.matmul(x2.T, d).T, xp.matmul(h2.T, d).T
-
-
-def column_sums(xp: Any, d: Array) -> Array:
-    """d.sum(axis=0) for a 2-D d, as a BLAS vector-matrix product (multithreaded)."""
-    ones = _ones(xp, d.shape[0], d.dtype)
-    return xp.matmul(ones, d)
-
-
-_ones_cache: dict[tuple[int, int, str], Array] = {}
-
-
-def _ones(xp: Any, n: int, dtype: Any) -> Array:
-    key = (id(xp), n, np.dtype(dtype).str)
-    ones = _ones_cache.get(key)
-    if ones is None:
-        if len(_ones_cache) > 16:
-            _ones_cache.clear()
-        ones = _ones_cache[key] = xp.ones((n,), dtype=dtype)
-    return ones

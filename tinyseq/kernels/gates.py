@@ -1,0 +1,115 @@
+"""Gate layouts for the fused kernels: gate-major activations, row-major gradients.
+
+Activations are stored (T, G, B, H): each step's gates are one contiguous block and
+each gate a contiguous (B, H) piece of it, so element-wise work runs on contiguous
+memory (about twice as fast as on column slices of a (B, G*H) matrix, and fewer calls:
+one call covers all the sigmoid gates). Gradients stay row-major (T, B, G*H) in the
+weights' gate order, so dx, dW_ih and dW_hh are one GEMM each over all steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .workspace import workspace
+
+__all__ = [
+    "gate_blocks",
+    "transposed_blocks",
+    "slot_bias",
+    "input_product",
+    "weight_grads",
+    "column_sums",
+]
+
+Array = Any
+
+
+def gate_blocks(a: Array, n: int) -> Array:
+    """The (n, B, H) view of a row-major (B, n*H) gate matrix: block k is gate k."""
+    B = a.shape[0]
+    return a.reshape(B, n, a.shape[1] // n).transpose(1, 0, 2)
+
+
+def transposed_blocks(xp: Any, w: Array, n: int, order: Sequence[int], halved: int = 0) -> Array:
+    """W.T stored contiguously, (K, n*H), with column block s = (gate order[s] of w).T.
+
+    w: (n*H, K) with gates stacked in rows. BLAS multiplies faster by a stored W.T than
+    by a transposed view, and the permutation puts the gates in the kernel's slot order.
+    The first ``halved`` slots are scaled by 1/2 (exact in binary floating point): they
+    are sigmoid gates, computed as 0.5 * tanh(a / 2) + 0.5 from the halved product.
+    """
+    H = w.shape[0] // n
+    out = xp.empty((w.shape[1], w.shape[0]), dtype=w.dtype)
+    half = w.dtype.type(0.5)
+    for s, k in enumerate(order):
+        src, dst = w[k * H : (k + 1) * H].T, out[:, s * H : (s + 1) * H]
+        if s < halved:
+            xp.multiply(src, half, out=dst)
+        else:
+            xp.copyto(dst, src)
+    return out
+
+
+def slot_bias(
+    xp: Any, bias: Array | None, n: int, order: Sequence[int], halved: int = 0
+) -> Array | None:
+    """The (n*H,) bias in slot order with the first ``halved`` slots scaled by 1/2."""
+    if bias is None:
+        return None
+    H = bias.shape[0] // n
+    out = xp.empty_like(bias)
+    for s, k in enumerate(order):
+        out[s * H : (s + 1) * H] = bias[k * H : (k + 1) * H]
+    if halved:
+        xp.multiply(out[: halved * H], bias.dtype.type(0.5), out=out[: halved * H])
+    return out
+
+
+def input_product(xp: Any, x: Array, w_ih_t: Array, bias: Array | None) -> Array:
+    """x (T, B, I) @ w_ih_t (I, G) + bias (G,) for all steps: one GEMM, one bias pass.
+
+    Returns a scratch (T, B, G) array from the workspace (give it back when done).
+    Each step then adds its slice to the recurrent product straight into the gate-major
+    block (one pass that both sums and moves the gates; a separate transposing pass
+    over all steps costs about three times a plain one).
+    """
+    T, B, n_in = x.shape
+    G = w_ih_t.shape[1]
+    out = workspace.take(xp, (T, B, G), x.dtype)
+    flat = out.reshape(T * B, G)
+    xp.matmul(x.reshape(T * B, n_in), w_ih_t, out=flat)
+    if bias is not None:
+        xp.add(flat, bias, out=flat)
+    return out
+
+
+def weight_grads(xp: Any, d: Array, x2: Array, h2: Array) -> tuple[Array, Array]:
+    """dW_ih = d.T @ x2 and dW_hh = d.T @ h2 over all steps, one GEMM each.
+
+    d: (N, G) gate gradients; x2 (N, I), h2 (N, H) -> (G, I), (G, H). Computed as
+    (x2.T @ d).T, the operand order BLAS runs fastest here, and returned as that
+    transposed view (autograd copies gradients into fresh arrays anyway).
+    """
+    return xp.matmul(x2.T, d).T, xp.matmul(h2.T, d).T
+
+
+def column_sums(xp: Any, d: Array) -> Array:
+    """d.sum(axis=0) for a 2-D d, as a BLAS vector-matrix product (multithreaded)."""
+    return xp.matmul(_ones(xp, d.shape[0], d.dtype), d)
+
+
+_ones_cache: dict[tuple[int, int, str], Array] = {}
+
+
+def _ones(xp: Any, n: int, dtype: Any) -> Array:
+    key = (id(xp), n, np.dtype(dtype).str)
+    ones = _ones_cache.get(key)
+    if ones is None:
+        if len(_ones_cache) > 16:
+            _ones_cache.clear()
+        ones = _ones_cache[key] = xp.ones((n,), dtype=dtype)
+    return ones
