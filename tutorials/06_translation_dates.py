@@ -51,7 +51,7 @@ START = time.perf_counter()
 if QUICK:
     N_TRAIN, N_TEST, STEPS, HIDDEN = 2000, 60, 80, 64
 else:
-    N_TRAIN, N_TEST, STEPS, HIDDEN = 30000, 1000, 2500, 128
+    N_TRAIN, N_TEST, STEPS, HIDDEN = 30000, 1000, 2000, 128
 
 # %% [markdown]
 # ## Human-written dates
@@ -146,7 +146,9 @@ print(f"source: {len(src_vocab)} characters; target: {len(tgt_vocab)}: {tgt_voca
 def dataset(pairs, shuffle=True):
     xs = [np.array(src_vocab.encode_text(s)) for s, _ in pairs]
     ys = [np.array(tgt_vocab.encode_text(t, eos=True)) for _, t in pairs]
-    return SequenceDataset(xs, ys, batch_size=64, y_is_sequence=True, shuffle=shuffle, bucket=4)
+    # training batches group similar lengths (less padding); test batches keep the order
+    return SequenceDataset(xs, ys, batch_size=64, y_is_sequence=True, shuffle=shuffle,
+                           bucket=4 if shuffle else 0)
 
 
 train_data, test_data = dataset(train_pairs), dataset(test_pairs, shuffle=False)
