@@ -554,3 +554,15 @@ def test_layer_uses_the_fused_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     calls.clear()
     _layer_run("lstm", {}, False, np.float32)
     assert calls == []
+
+
+def test_workspace_byte_cap_evicts_oldest() -> None:
+    ws = Workspace(max_per_key=2, max_bytes=3 * 400)
+    arrays = [ws.take(np, (100 + i,), np.float32) for i in range(4)]  # ~400 bytes each
+    ws.give(np, *arrays)
+    assert ws.nbytes <= 3 * 400
+    assert ws.take(np, (100,), np.float32) is not arrays[0]  # the oldest went first
+    assert ws.take(np, (103,), np.float32) is arrays[3]
+    big = np.empty(1000, np.float32)
+    ws.give(np, big)  # larger than the whole cap: not kept
+    assert ws.take(np, (1000,), np.float32) is not big

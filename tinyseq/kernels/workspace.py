@@ -1,13 +1,16 @@
-"""Reusable scratch arrays for the fused kernels, and the in-place pointwise helpers.
+"""Reusable scratch arrays for the fused kernels, and small pointwise helpers.
 
 Large fresh arrays cost page faults on first touch (several ms for tens of MB), so
-transient buffers — the inference gate buffer, backward's gate gradients — are taken
-from a small pool keyed by (device, shape, dtype) and given back after use. Arrays
-handed to a caller or saved for backward are never pooled.
+transient buffers — the input product, the inference gate buffer, backward's gate
+gradients — are taken from a pool keyed by (device, shape, dtype) and given back after
+use. The pool holds at most ``max_bytes`` (least recently returned arrays go first),
+so many different sequence lengths cannot make it grow without bound. Arrays handed to
+a caller or saved for backward are never pooled.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -20,29 +23,45 @@ Array = Any
 class Workspace:
     """A free-list of scratch arrays: ``take`` one, ``give`` it back when done."""
 
-    def __init__(self, max_per_key: int = 2) -> None:
-        self._free: dict[tuple[int, tuple[int, ...], str], list[Array]] = {}
+    def __init__(self, max_per_key: int = 2, max_bytes: int = 256 * 2**20) -> None:
+        self._free: OrderedDict[tuple[int, tuple[int, ...], str], list[Array]] = OrderedDict()
         self.max_per_key = max_per_key
+        self.max_bytes = max_bytes
+        self.nbytes = 0
 
     def take(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Array:
         """An uninitialised array of ``shape``/``dtype`` from ``xp`` (reused when possible)."""
         key = (id(xp), tuple(shape), np.dtype(dtype).str)
         free = self._free.get(key)
         if free:
-            return free.pop()
+            a = free.pop()
+            self.nbytes -= a.nbytes
+            return a
         return xp.empty(shape, dtype=dtype)
 
     def give(self, xp: Any, *arrays: Array) -> None:
         """Return arrays obtained from :meth:`take`; the caller must not use them again."""
         for a in arrays:
+            if a.nbytes > self.max_bytes:
+                continue
             key = (id(xp), tuple(a.shape), np.dtype(a.dtype).str)
             free = self._free.setdefault(key, [])
-            if len(free) < self.max_per_key:
-                free.append(a)
+            self._free.move_to_end(key)
+            if len(free) >= self.max_per_key:
+                continue
+            free.append(a)
+            self.nbytes += a.nbytes
+            while self.nbytes > self.max_bytes:
+                old_key, old = next(iter(self._free.items()))
+                if old:
+                    self.nbytes -= old.pop(0).nbytes
+                if not old:
+                    del self._free[old_key]
 
     def clear(self) -> None:
         """Drop every pooled array."""
         self._free.clear()
+        self.nbytes = 0
 
 
 workspace = Workspace()
