@@ -479,6 +479,12 @@ def test_bad_mask_shape_and_option_are_reported() -> None:
         fused.run("lstm", cell, x, state, np.ones((2, 4), bool), False)
     with pytest.raises(ValueError, match="variant must be one of .* got 'peephole'"):
         fused.run("lstm", cell, x, state, None, False, variant="peephole")
+    with pytest.raises(ValueError, match="x has 5 features per step, the cell expects 3"):
+        fused.run("lstm", cell, ts.zeros((4, 2, 5)), state, None, False)
+    with pytest.raises(ValueError, match="expected a state of 2 tensor"):
+        fused.run("lstm", cell, x, state[:1], None, False)
+    with pytest.raises(ValueError, match=r"must be \(B, H\) = \(2, 4\), got \(3, 4\)"):
+        fused.run("lstm", cell, x, (ts.zeros((3, 4)), state[1]), None, False)
     rcell = FakeCell("rnn", 3, 4, np.float32)
     with pytest.raises(ValueError, match="nonlinearity must be one of .* got 'gelu'"):
         fused.run("rnn", rcell, x, state[:1], None, False, nonlinearity="gelu")

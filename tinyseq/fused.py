@@ -49,7 +49,18 @@ def run(
         if t.device is not dev or t.dtype != dtype:
             return None
     xp = dev.xp
-    T, B, _ = x.shape
+    T, B, features = x.shape
+    H = w_hh.shape[1]
+    if features != w_ih.shape[1]:
+        raise ValueError(
+            f"{kind}: x has {features} features per step, the cell expects {w_ih.shape[1]}"
+        )
+    n_state = 2 if kind == "lstm" else 1
+    if len(state) != n_state:
+        raise ValueError(f"{kind}: expected a state of {n_state} tensor(s), got {len(state)}")
+    for s in state:
+        if s.shape != (B, H):
+            raise ValueError(f"{kind}: each state tensor must be (B, H) = {(B, H)}, got {s.shape}")
     info = MaskInfo.make(xp, mask, T, B)
     parents = (x, *state, *weights)
     training = is_grad_enabled() and any(p.requires_grad for p in parents)
@@ -68,7 +79,6 @@ def run(
     )
     if not training:
         return _wrap(y, dev), tuple(_wrap(f, dev) for f in final)
-    n_state = len(state)
     need_dx = x.requires_grad
     has = (b_ih is not None, b_hh is not None)
 
