@@ -138,7 +138,7 @@ def test_early_stopping_and_time_budget(tmp_path) -> None:
     summary = trainer.fit()
     assert summary.stop_reason == "early_stopping"
     assert trainer.bad_evals == 2 and summary.epochs_completed < 500
-    timed = Trainer(model, data, lr=1e-3, epochs=10_000, max_time=0.5, progress=False)
+    timed = Trainer(model, data, lr=1e-3, epochs=10_000, max_time=0.5, progress=True)  # bar in seconds
     assert timed.fit().stop_reason == "max_time"
 
 

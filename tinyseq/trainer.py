@@ -179,6 +179,7 @@ class Trainer:
         self.history: list[float] = []  # training loss of every step of this process
         self.valid_history: list[dict[str, float]] = []
         self._stop_requested = False
+        self._bar_in_seconds = False
 
     # ---- paths -----------------------------------------------------------------------
     @property
@@ -371,9 +372,12 @@ class Trainer:
                                    "loss": loss_value, "grad_norm": norm, "tokens_per_s": tps,
                                    "time": self.elapsed})
                         if bar is not None:
-                            bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tps:,.0f}", refresh=False)
+                            bar.set_postfix(step=self.step, loss=f"{loss_value:.3f}",
+                                            tok_s=f"{tps:,.0f}", refresh=False)
                     if bar is not None:
-                        bar.update(1)
+                        # a time-budgeted run counts seconds, otherwise steps
+                        done = min(self.elapsed, bar.total) if self._bar_in_seconds else self.step
+                        bar.update(done - bar.n)
                     if self.batch_in_epoch >= per_epoch:
                         self.epoch += 1
                         self.batch_in_epoch = 0
@@ -411,6 +415,7 @@ class Trainer:
         )
 
     def _progress_bar(self, per_epoch: int) -> Any:
+        self._bar_in_seconds = False
         if not self.progress:
             return None
         import importlib
@@ -419,6 +424,12 @@ class Trainer:
         total = self.epochs * per_epoch
         if self.max_steps is not None:
             total = min(total, self.max_steps)
+        elif self.max_time is not None:
+            # the time budget is what will stop the run: show its progress
+            self._bar_in_seconds = True
+            return tqdm(total=round(self.max_time), initial=min(round(self.elapsed), round(self.max_time)),
+                        unit="s", dynamic_ncols=True, file=sys.stderr, leave=True,
+                        bar_format="{desc}{percentage:3.0f}%|{bar}| {n:.0f}/{total_fmt} s{postfix}")
         return tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True,
                     file=sys.stderr, leave=True)
 
