@@ -182,12 +182,15 @@ for cell, n in norms_at_init.items():
     print(f"  {cell:>10}: {n[0] / n[-1]:.1e}")
 
 # %% [markdown]
-# The vanilla RNN's ratio is many orders of magnitude below the gated cells': by the
-# time the error signal reaches the first marked value, almost nothing is left of it.
-# Each step multiplies the gradient by `W_aaᵀ diag(1 - a²)`, a matrix whose norm is
-# usually below 1. The GRU and LSTM instead pass their state on through
+# Going back in time, every step multiplies the vanilla RNN's gradient by
+# `W_aaᵀ diag(1 - a<t>²)`, a matrix whose norm is usually below 1: the gradient falls
+# exponentially, and by the time it reaches the first marked value almost nothing is
+# left of it. The gated cells carry their state on through
 # `c<t> = Γu * c~<t> + (1 - Γu) * c<t-1>` (or `Γf * c<t-1>`): where the gate keeps the
-# memory, the gradient is multiplied by about 1.
+# memory, the gradient is multiplied by about 1. At initialisation the gates are
+# about half open, so the gated cells forget too — more slowly, most slowly the LSTM
+# whose forget gate starts open (bias 1) — and training teaches them to close the
+# gate wherever the memory is worth keeping (the second panel of the figure below).
 #
 # ## Training: vanilla RNN against the gated cells
 #
