@@ -5,19 +5,22 @@
 "lstm") over all T steps and records one graph node whose outputs are (y, *final_state)
 and whose parents are x, the initial state and the cell's weights. It returns None —
 so the recurrent layer falls back to the step path — where no kernel applies: a device
-without kernels (``cuda`` for now), mixed dtypes or devices, or an empty sequence.
+without kernels, mixed dtypes or devices, or an empty sequence.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .kernels import KERNELS, MaskInfo
+from .kernels import MaskInfo
+from .kernels.cuda_graph import use_cuda_graphs
+from .kernels.dispatch import kernels_for
 from .tensor import Tensor, _wrap, custom_multi, is_grad_enabled
 
-__all__ = ["run", "SUPPORTED_DEVICES"]
+__all__ = ["run", "SUPPORTED_DEVICES", "use_cuda_graphs"]
 
-SUPPORTED_DEVICES = ("cpu", "testcpu")
+# cuda runs the GPU-layout kernels (kernels.stepwise, kernels.dispatch)
+SUPPORTED_DEVICES = ("cpu", "testcpu", "cuda")
 
 
 def run(
@@ -35,10 +38,10 @@ def run(
     — y is 0 at padded steps, which leave the state unchanged — or None when there
     is no kernel for this case.
     """
-    kernel = KERNELS.get(kind)
+    dev = x.device
+    kernel = kernels_for(dev.name).get(kind)
     if kernel is None:
         return None
-    dev = x.device
     if dev.name not in SUPPORTED_DEVICES or x.ndim != 3 or x.shape[0] == 0:
         return None
     w_ih, w_hh = cell.weight_ih, cell.weight_hh
