@@ -153,6 +153,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         toml_values = stored
         vocabs = vocabs_from_metadata(meta)
     cfg = make_config(toml_values, flags, quick=args.quick)
+    if cfg.threads is not None:
+        _limit_threads(cfg.threads)
     backend.manual_seed(cfg.seed)
     backend.set_default_device(cfg.device)
     task = build_task(cfg, vocabs)
@@ -194,6 +196,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"validation bits per character: {best['bpc']:.3f}; total time "
               f"{time.perf_counter() - t_start:.0f} s")
     return 0
+
+
+def _limit_threads(n: int) -> None:
+    """Cap the BLAS threads NumPy uses (needs threadpoolctl; a busy machine runs faster
+    with fewer threads than cores, because idle BLAS threads spin)."""
+    import importlib
+
+    try:
+        threadpoolctl = importlib.import_module("threadpoolctl")
+    except ImportError:
+        print("--threads needs threadpoolctl (pip install threadpoolctl); or set "
+              f"OPENBLAS_NUM_THREADS={n} before starting", file=sys.stderr)
+        return
+    threadpoolctl.threadpool_limits(limits=n, user_api="blas")
 
 
 def _lm_samples(path: str, length: int, seed: int) -> None:
