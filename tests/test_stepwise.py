@@ -1,0 +1,462 @@
+"""The GPU-layout fused kernels, exercised without a GPU.
+
+- The sequence kernels of :mod:`tinyseq.kernels.stepwise` with the portable pointwise
+  functions agree with the NumPy kernels (forward and every gradient, float64), on
+  ``cpu`` and ``testcpu``, for every cell, variant, mask, direction and bias setting.
+- The CUDA sources of :mod:`tinyseq.kernels.cuda_pointwise`, compiled for the host with a
+  C++ compiler and driven through the same wrappers the GPU uses, give the same results
+  (skipped without ``g++``).
+- Graph mode (emulated off ``cuda``: static buffers, copy in, replay, copy out) equals
+  eager mode over repeated calls with new data and several shapes.
+- The cuBLAS argument mapping for row-major operands, checked against a column-major
+  GEMM written out in NumPy.
+- Dispatch: ``cuda`` selects these kernels; ``use_stepwise_kernels`` selects them anywhere.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import tinyseq as ts
+from tinyseq import backend, fused
+from tinyseq.kernels import KERNELS, MaskInfo, cuda_graph, stepwise
+from tinyseq.kernels.cuda_pointwise import PREAMBLE, SPECS, CudaPointwise
+from tinyseq.kernels.dispatch import kernels_for, use_stepwise_kernels
+
+GATES = {"rnn": 1, "simple_gru": 2, "gru": 3, "lstm": 4}
+VARIANTS = [
+    ("rnn", {"nonlinearity": "tanh"}),
+    ("rnn", {"nonlinearity": "relu"}),
+    ("simple_gru", {}),
+    ("gru", {"reset_after": True}),
+    ("gru", {"reset_after": False}),
+    ("lstm", {"variant": "standard"}),
+    ("lstm", {"variant": "lecture"}),
+]
+IDS = [f"{k}-{'-'.join(str(v) for v in o.values()) or 'default'}" for k, o in VARIANTS]
+T, B, N_IN, H = 5, 3, 4, 6
+
+
+def _case(xp: Any, kind: str, masked: bool, bias: bool, seed: int = 0) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    g = GATES[kind] * H
+
+    def a(*shape: int) -> Any:
+        return xp.asarray(rng.uniform(-0.8, 0.8, shape))
+
+    n_state = 2 if kind == "lstm" else 1
+    mask = None
+    if masked:
+        m = np.ones((T, B), dtype=bool)
+        m[3:, 0] = False  # a short sequence
+        m[:2, 2] = False  # leading padding (what the reverse direction sees)
+        mask = MaskInfo.make(xp, m, T, B)
+    return {
+        "x": a(T, B, N_IN),
+        "state": tuple(a(B, H) for _ in range(n_state)),
+        "w_ih": a(g, N_IN),
+        "w_hh": a(g, H),
+        "b_ih": a(g) if bias else None,
+        "b_hh": a(g) if bias else None,
+        "mask": mask,
+        "dy": a(T, B, H),
+        "d_state": tuple(a(B, H) for _ in range(n_state)),
+    }
+
+
+def _run(kernel: Any, xp: Any, c: dict[str, Any], reverse: bool, opts: dict[str, Any]) -> list[Any]:
+    y, final, cache = kernel.forward(
+        xp, c["x"], c["state"], c["w_ih"], c["w_hh"], c["b_ih"], c["b_hh"], c["mask"],
+        reverse, True, **opts,
+    )
+    grads = kernel.backward(cache, c["dy"], c["d_state"], True)
+    y_inf, final_inf, none = kernel.forward(
+        xp, c["x"], c["state"], c["w_ih"], c["w_hh"], c["b_ih"], c["b_hh"], c["mask"],
+        reverse, False, **opts,
+    )
+    assert none is None
+    return [y, *final, *grads, y_inf, *final_inf]
+
+
+def _assert_same(ref: list[Any], got: list[Any], tol: float, what: str) -> None:
+    assert len(ref) == len(got), what
+    for k, (r, g) in enumerate(zip(ref, got)):
+        if r is None or g is None:
+            assert r is None and g is None, f"{what}: output {k}"
+            continue
+        np.testing.assert_allclose(
+            backend.to_numpy(g), backend.to_numpy(r), rtol=tol, atol=tol, err_msg=f"{what}: output {k}"
+        )
+
+
+@pytest.mark.parametrize("kind,opts", VARIANTS, ids=IDS)
+@pytest.mark.parametrize("device", ["cpu", "testcpu"])
+def test_stepwise_matches_numpy_kernels(kind: str, opts: dict[str, Any], device: str) -> None:
+    xp = backend.get_device(device).xp
+    for masked in (False, True):
+        for reverse in (False, True):
+            for bias in (True, False):
+                c = _case(xp, kind, masked, bias)
+                what = f"{kind} {opts} masked={masked} reverse={reverse} bias={bias}"
+                ref = _run(KERNELS[kind], xp, c, reverse, opts)
+                got = _run(stepwise.STEPWISE_KERNELS[kind], xp, c, reverse, opts)
+                _assert_same(ref, got, 1e-10, what)
+                if device == "testcpu":
+                    for arr in got:
+                        assert arr is None or type(arr) is backend.TestArray, what
+
+
+@pytest.mark.parametrize("kind,opts", VARIANTS, ids=IDS)
+def test_graph_mode_equals_eager_over_repeated_calls(kind: str, opts: dict[str, Any]) -> None:
+    xp = backend.get_device("testcpu").xp
+    kernel = stepwise.STEPWISE_KERNELS[kind]
+    cuda_graph.clear_cache()
+    for seed, (masked, reverse) in enumerate([(False, False), (True, True), (True, False)]):
+        c = _case(xp, kind, masked, True, seed=seed)  # new data each call, same shapes
+        eager = _run(kernel, xp, c, reverse, opts)
+        with cuda_graph.use_cuda_graphs(True):
+            first = _run(kernel, xp, c, reverse, opts)
+            again = _run(kernel, xp, c, reverse, opts)
+        _assert_same(eager, first, 0.0, f"graph vs eager, call {seed}")
+        _assert_same(eager, again, 0.0, f"graph replay, call {seed}")
+    assert not cuda_graph.graphs_enabled()
+    # forward (training and inference) and backward, per direction: one graph each
+    assert 3 <= len(cuda_graph._graphs) <= 6
+    cuda_graph.clear_cache()
+
+
+def test_graph_results_do_not_alias_static_buffers() -> None:
+    xp = np
+    kernel = stepwise.STEPWISE_KERNELS["lstm"]
+    with cuda_graph.use_cuda_graphs(True):
+        c1, c2 = _case(xp, "lstm", False, True, 1), _case(xp, "lstm", False, True, 2)
+        y1, f1, cache1 = kernel.forward(xp, c1["x"], c1["state"], c1["w_ih"], c1["w_hh"],
+                                        c1["b_ih"], c1["b_hh"], None, False, True)
+        keep = [y1.copy(), *(f.copy() for f in f1)]
+        # a second forward with other data before the first one's backward
+        kernel.forward(xp, c2["x"], c2["state"], c2["w_ih"], c2["w_hh"], c2["b_ih"],
+                       c2["b_hh"], None, False, True)
+        _assert_same(keep, [y1, *f1], 0.0, "outputs survive the next call")
+        g_graph = kernel.backward(cache1, c1["dy"], c1["d_state"], True)
+    _, _, cache_eager = kernel.forward(xp, c1["x"], c1["state"], c1["w_ih"], c1["w_hh"],
+                                       c1["b_ih"], c1["b_hh"], None, False, True)
+    g_eager = kernel.backward(cache_eager, c1["dy"], c1["d_state"], True)
+    _assert_same(list(g_eager), list(g_graph), 0.0, "saved activations survive the next call")
+    cuda_graph.clear_cache()
+
+
+def test_graph_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cuda_graph, "MAX_GRAPHS", 3)
+    cuda_graph.clear_cache()
+    kernel = stepwise.STEPWISE_KERNELS["rnn"]
+    rng = np.random.default_rng(0)
+    with cuda_graph.use_cuda_graphs(True):
+        for steps in range(1, 6):  # each T is a new key
+            x = rng.standard_normal((steps, 2, 3))
+            w_ih, w_hh = rng.standard_normal((4, 3)), rng.standard_normal((4, 4))
+            y, _, _ = kernel.forward(np, x, (np.zeros((2, 4)),), w_ih, w_hh, None, None,
+                                     None, False, False)
+            assert y.shape == (steps, 2, 4)
+    assert len(cuda_graph._graphs) == 3
+    cuda_graph.clear_cache()
+
+
+def test_use_cuda_graphs_sets_and_restores() -> None:
+    before = cuda_graph.graphs_enabled()
+    with fused.use_cuda_graphs(True):
+        assert cuda_graph.graphs_enabled()
+        with fused.use_cuda_graphs(False):
+            assert not cuda_graph.graphs_enabled()
+        assert cuda_graph.graphs_enabled()
+    assert cuda_graph.graphs_enabled() == before
+    fused.use_cuda_graphs(True)  # plain call: stays on
+    try:
+        assert cuda_graph.graphs_enabled()
+    finally:
+        fused.use_cuda_graphs(before)
+
+
+def test_dispatch_selects_kernels_by_device() -> None:
+    assert kernels_for("cuda") is stepwise.STEPWISE_KERNELS
+    assert kernels_for("cpu") is KERNELS and kernels_for("testcpu") is KERNELS
+    assert kernels_for("elsewhere") == {}
+    with use_stepwise_kernels(True):
+        assert kernels_for("cpu") is stepwise.STEPWISE_KERNELS
+    assert kernels_for("cpu") is KERNELS
+    assert "cuda" in fused.SUPPORTED_DEVICES
+
+
+@pytest.mark.parametrize("kind,opts", VARIANTS, ids=IDS)
+def test_layer_through_gpu_kernels_matches_step_path(kind: str, opts: dict[str, Any]) -> None:
+    """The whole layer (stacked, bidirectional, lengths) through fused.run with the GPU
+    kernels on testcpu, against the step path: what ``cuda`` runs, minus the device."""
+    dev = "testcpu"
+    rnn = ts.nn.Recurrent(kind, 3, 4, num_layers=2, bidirectional=True, device=dev,
+                          dtype=ts.float64, **opts)
+    host = np.random.default_rng(3).standard_normal((5, 3, 3))
+    lengths = [5, 2, 4]
+
+    def run(fused_path: bool, graphs: bool) -> list[np.ndarray]:
+        rnn.zero_grad()
+        x = ts.tensor(host, device=dev, requires_grad=True)
+        with use_stepwise_kernels(True), cuda_graph.use_cuda_graphs(graphs):
+            rnn.fused = fused_path
+            out, state = rnn(x, lengths=lengths)
+        first = state[0] if isinstance(state, tuple) else state
+        (out.sum() * 0.5 + (first * first).sum()).backward()
+        grads = [backend.to_numpy(p.grad.data) for p in rnn.parameters()]  # type: ignore[union-attr]
+        return [backend.to_numpy(out.data), backend.to_numpy(x.grad.data), *grads]  # type: ignore[union-attr]
+
+    step = run(False, False)
+    for graphs in (False, True):
+        got = run(True, graphs)
+        for r, g in zip(step, got):
+            np.testing.assert_allclose(g, r, rtol=1e-9, atol=1e-11)
+    cuda_graph.clear_cache()
+
+
+def test_modules_do_not_import_cupy() -> None:
+    code = (
+        "import sys, tinyseq, tinyseq.fused, tinyseq.kernels.stepwise, "
+        "tinyseq.kernels.cuda_graph, tinyseq.kernels.cuda_pointwise; "
+        "print('cupy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ---- cuBLAS argument mapping ---------------------------------------------------------------
+def _colmajor(buf: np.ndarray, offset: int, rows: int, cols: int, ld: int) -> np.ndarray:
+    """The column-major (rows, cols) matrix with leading dimension ld at buf[offset:]."""
+    return np.lib.stride_tricks.as_strided(
+        buf[offset:], shape=(rows, cols), strides=(buf.itemsize, ld * buf.itemsize)
+    )
+
+
+def _emulated_gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """Do what cuBLAS would do with gemm_arguments' output, on the arrays' memory."""
+    ta, tb, m, n, k, ld_b, ld_a, ld_out = cuda_graph.gemm_arguments(
+        a.shape, a.strides, b.shape, b.strides, out.shape, out.strides, a.itemsize
+    )
+
+    def operand(x: np.ndarray, op: int, rows: int, cols: int, ld: int) -> np.ndarray:
+        base = x.base if x.base is not None else x
+        flat = base.reshape(-1)
+        offset = (x.__array_interface__["data"][0] - flat.__array_interface__["data"][0]) // x.itemsize
+        stored = _colmajor(flat, offset, *((rows, cols) if op == 0 else (cols, rows)), ld)
+        return stored if op == 0 else stored.T
+
+    first = operand(b, ta, m, k, ld_b)  # op(A') is m x k
+    second = operand(a, tb, k, n, ld_a)  # op(B') is k x n
+    flat_out = out.base.reshape(-1) if out.base is not None else out.reshape(-1)
+    off = (out.__array_interface__["data"][0] - flat_out.__array_interface__["data"][0]) // out.itemsize
+    _colmajor(flat_out, off, m, n, ld_out)[...] = first @ second
+
+
+@pytest.mark.parametrize("layout", ["plain", "a_T", "b_T", "both_T", "column_slices", "row_vec"])
+def test_gemm_arguments_match_row_major_product(layout: str) -> None:
+    rng = np.random.default_rng(0)
+    M, K, N = 5, 7, 3
+    big_b = rng.standard_normal((N + 1, K + 3))
+    a: np.ndarray = rng.standard_normal((M, K))
+    b: np.ndarray = rng.standard_normal((K, N))
+    if layout in ("a_T", "both_T"):
+        a = np.ascontiguousarray(rng.standard_normal((K, M))).T
+    if layout in ("b_T", "both_T"):
+        b = np.ascontiguousarray(rng.standard_normal((N, K))).T
+    if layout == "column_slices":  # like d[:, 2H:] in the GRU's backward
+        a = rng.standard_normal((M, K + 5))[:, 2 : K + 2]
+        b = big_b[:N, 1 : K + 1].T
+    if layout == "row_vec":
+        a = rng.standard_normal((1, K))
+    out_big = np.zeros((a.shape[0], N + 2))
+    out = out_big[:, 1 : N + 1]
+    _emulated_gemm(a, b, out)
+    np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12)
+    assert (out_big[:, 0] == 0).all() and (out_big[:, -1] == 0).all()
+
+
+def test_gemm_arguments_reject_what_cublas_cannot_take() -> None:
+    a = np.zeros((4, 6))[:, ::2]  # no unit stride
+    with pytest.raises(ValueError, match="unit stride"):
+        cuda_graph.gemm_arguments(a.shape, a.strides, (3, 2), (16, 8), (4, 2), (16, 8), 8)
+    with pytest.raises(ValueError, match="shapes"):
+        cuda_graph.gemm_arguments((4, 3), (24, 8), (2, 2), (16, 8), (4, 2), (16, 8), 8)
+    with pytest.raises(ValueError, match="row-major"):
+        cuda_graph.gemm_arguments((4, 3), (24, 8), (3, 2), (16, 8), (4, 2), (8, 32), 8)
+
+
+# ---- the CUDA sources, compiled for the host ------------------------------------------------
+_CTYPES = {"int64": ("long long", ctypes.c_longlong), "int32": ("int", ctypes.c_int)}
+
+
+def _params(spec_params: str) -> list[tuple[str, str, str]]:
+    """[(raw|scalar, type, name)] from a CuPy parameter string."""
+    out = []
+    for p in spec_params.split(","):
+        words = p.split()
+        if not words:
+            continue
+        if words[0] == "raw":
+            out.append(("raw", words[1], words[2]))
+        else:
+            out.append(("scalar", words[0], words[1]))
+    return out
+
+
+def _host_source() -> str:
+    lines = [
+        "#include <cmath>",
+        "#include <cstddef>",
+        "#define __device__",
+        "#define __forceinline__ inline",
+        "using std::tanh;",
+        PREAMBLE,
+    ]
+    for name, spec in SPECS.items():
+        args = []
+        for kind, typ, pname in _params(spec.in_params) + _params(spec.out_params):
+            if kind == "raw":
+                args.append(f"{'bool' if typ == 'bool' else 'double'}* {pname}")
+            else:
+                args.append(f"{_CTYPES[typ][0]} {pname}")
+        lines.append(
+            f'extern "C" void ts_{name}(long long n, {", ".join(args)}) {{\n'
+            "  typedef double T;\n"
+            f"  for (ptrdiff_t i = 0; i < n; ++i) {{\n{spec.source()}\n  }}\n}}"
+        )
+    return "\n".join(lines)
+
+
+@pytest.fixture(scope="module")
+def host_kernels(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("needs a C++ compiler to build the CUDA sources for the host")
+    tmp = Path(tmp_path_factory.mktemp("cuda_src"))
+    src, lib = tmp / "kernels.cpp", tmp / "kernels.so"
+    src.write_text(_host_source())
+    subprocess.run(
+        [cxx, "-O1", "-std=c++14", "-Wall", "-Werror", "-Wno-unused-variable", "-shared", "-fPIC",
+         "-o", str(lib), str(src)],
+        check=True,
+        capture_output=True,
+    )
+    return ctypes.CDLL(str(lib))
+
+
+class _HostKernel:
+    """Stands in for a CuPy ElementwiseKernel: calls the host build of the same source."""
+
+    def __init__(self, lib: ctypes.CDLL, in_params: str, out_params: str, name: str) -> None:
+        self.fn = getattr(lib, "ts_" + name.removeprefix("tinyseq_"))
+        self.params = _params(in_params) + _params(out_params)
+
+    def __call__(self, *args: Any, size: int) -> None:
+        assert len(args) == len(self.params)
+        c_args: list[Any] = [ctypes.c_longlong(size)]
+        for (kind, typ, pname), arg in zip(self.params, args):
+            if kind == "raw":
+                assert isinstance(arg, np.ndarray), pname
+                assert arg.flags.c_contiguous, f"{pname} must be C-contiguous for a raw argument"
+                assert arg.dtype == (np.bool_ if typ == "bool" else np.float64), pname
+                c_args.append(ctypes.c_void_p(arg.ctypes.data))
+            else:
+                c_args.append(_CTYPES[typ][1](int(arg)))
+        self.fn(*c_args)
+
+
+class _HostCupy:
+    """The two things CudaPointwise takes from CuPy, backed by the host build."""
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        self.lib = lib
+
+    def ElementwiseKernel(self, in_params: str, out_params: str, body: str, name: str,
+                          **kwargs: Any) -> _HostKernel:
+        return _HostKernel(self.lib, in_params, out_params, name)
+
+    def zeros(self, shape: Any, dtype: Any) -> np.ndarray:
+        return np.zeros(shape, dtype=dtype)
+
+
+@pytest.mark.parametrize("kind,opts", VARIANTS, ids=IDS)
+def test_cuda_sources_match_reference(
+    kind: str, opts: dict[str, Any], host_kernels: ctypes.CDLL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sequence kernels with every pointwise call going to the compiled CUDA source
+    (through CudaPointwise's wrappers, as on the GPU) against the NumPy kernels."""
+    host_pw = CudaPointwise(_HostCupy(host_kernels))
+    monkeypatch.setattr(stepwise, "pointwise_for", lambda xp: host_pw)
+    for masked in (False, True):
+        for reverse in (False, True):
+            c = _case(np, kind, masked, True, seed=4)
+            ref = _run(KERNELS[kind], np, c, reverse, opts)
+            got = _run(stepwise.STEPWISE_KERNELS[kind], np, c, reverse, opts)
+            _assert_same(ref, got, 1e-10, f"{kind} {opts} masked={masked} reverse={reverse}")
+
+
+def test_every_pointwise_function_has_a_kernel() -> None:
+    from tinyseq.kernels import pointwise
+
+    for name in pointwise.__all__:
+        assert callable(getattr(CudaPointwise, name)), name
+    used = {n for n in SPECS}
+    assert used == set(pointwise.__all__)
+    for spec in SPECS.values():
+        tags = [line.split("//")[1].strip() for line in spec.body.splitlines() if "//" in line]
+        assert tags, spec.name  # every kernel cites the reference lines it implements
+
+
+def _device_source() -> str:
+    """The kernels as CUDA templates over T, instantiated for float and double."""
+    lines = [PREAMBLE]
+    for name, spec in SPECS.items():
+        args = []
+        for kind, typ, pname in _params(spec.in_params) + _params(spec.out_params):
+            if kind == "raw":
+                args.append(f"{'bool' if typ == 'bool' else 'T'}* {pname}")
+            else:
+                args.append(f"{_CTYPES[typ][0]} {pname}")
+        lines.append(
+            f"template <typename T> __global__ void ts_{name}(long long n, {', '.join(args)}) {{\n"
+            "  for (ptrdiff_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n;"
+            " i += gridDim.x * blockDim.x) {\n"
+            f"{spec.source()}\n  }}\n}}\n"
+            f"template __global__ void ts_{name}<float>(long long, {', '.join(_inst(spec, 'float'))});\n"
+            f"template __global__ void ts_{name}<double>(long long, {', '.join(_inst(spec, 'double'))});"
+        )
+    return "\n".join(lines)
+
+
+def _inst(spec: Any, real: str) -> list[str]:
+    return [
+        (f"{'bool' if typ == 'bool' else real}*" if kind == "raw" else _CTYPES[typ][0])
+        for kind, typ, _ in _params(spec.in_params) + _params(spec.out_params)
+    ]
+
+
+def test_cuda_sources_compile_for_the_device(tmp_path: Path) -> None:
+    """nvcc (when present; no GPU needed) accepts every kernel for float and double."""
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("needs nvcc")
+    src = tmp_path / "kernels.cu"
+    src.write_text(_device_source())
+    result = subprocess.run(
+        [nvcc, "--ptx", "-o", str(tmp_path / "kernels.ptx"), str(src)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    ptx = (tmp_path / "kernels.ptx").read_text()
+    for name in SPECS:
+        assert f"ts_{name}" in ptx
