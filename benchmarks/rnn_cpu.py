@@ -67,6 +67,7 @@ CELLS: dict[str, tuple[str, int, dict[str, Any]]] = {
 # saved-activation budgets, bytes per T*B*H in float32 (+10% allowed)
 MEMORY_TARGET = {"rnn": 4, "gru": 20, "lstm": 28}
 PAUSE_S = [0.1]  # between timing blocks (0 in --quick mode)
+INTERLEAVE = [False]  # --interleave: take turns call by call (single-threaded runs)
 
 
 # ---- a user-defined cell: the LSTM as a plugin author writes it (no fused path) -----------
@@ -116,9 +117,24 @@ def torch_plugin_loop(torch: Any, x: Any, w_ih: Any, w_hh: Any, b: Any) -> Any:
 def measure(
     fns: dict[str, Callable[[], Any]], rounds: int, runs: int, warmup: int
 ) -> dict[str, float]:
-    """Median seconds per call of each function, timed in alternating blocks."""
+    """Median seconds per call of each function, timed in alternating blocks.
+
+    With ``INTERLEAVE`` set (single-threaded runs only, where no BLAS threads spin
+    between calls), the functions instead take turns call by call, so a load that
+    changes over time hits all of them alike.
+    """
     times: dict[str, list[float]] = {name: [] for name in fns}
     names = list(fns)
+    if INTERLEAVE[0]:
+        for fn in fns.values():
+            for _ in range(warmup):
+                fn()
+        for r in range(rounds * runs):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                t0 = time.perf_counter()
+                fns[name]()
+                times[name].append(time.perf_counter() - t0)
+        return {name: statistics.median(ts_) for name, ts_ in times.items()}
     for r in range(rounds):
         for name in names if r % 2 == 0 else names[::-1]:
             fn = fns[name]
@@ -450,6 +466,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=None,
         help="threads for both sides (default: every core this process may use)",
     )
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="alternate implementations call by call instead of in blocks (only with "
+        "--threads 1: robust to a machine whose load changes during the run)",
+    )
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
     if args.threads and os.environ.get("OPENBLAS_NUM_THREADS") != str(args.threads):
@@ -457,6 +479,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(args.threads)
         os.execv(sys.executable, [sys.executable, *sys.argv])
+    if args.interleave and args.threads != 1:
+        parser.error(
+            "--interleave needs --threads 1 (spinning BLAS threads bias call-by-call timing)"
+        )
+    INTERLEAVE[0] = args.interleave
     if args.quick:
         PAUSE_S[0] = 0.0
     args.rounds = args.rounds or (1 if args.quick else 2)
@@ -482,8 +509,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"tinyseq RNN CPU benchmark: {threads} threads, torch {torch.__version__}, numpy {np.__version__}"
     )
     print(f"BLAS: {blas_description()}  env: {env or '-'}")
+    how = "interleaved call by call" if args.interleave else "in alternating blocks"
     print(
-        f"timing: median of {args.rounds} x {args.runs} runs after {args.warmup} warm-up per block (Long: half the runs)"
+        f"timing: median of {args.rounds} x {args.runs} runs after {args.warmup} warm-up, "
+        f"{how} (Long: half the runs)"
     )
     results: dict[str, Any] = {"threads": threads, "blas": blas_description(), "env": env}
     results["layers"] = run_layers(torch, configs, args.cells, args)
