@@ -545,8 +545,9 @@ class GRUKernel(StepwiseKernel):
         H = G // 3
         flat = d.reshape(T * B, G)
         out = xp.empty((H, G), dtype=d.dtype)
-        xp.matmul(h_in.T, flat[:, : 2 * H], out=out[:, : 2 * H])
-        xp.matmul(saved["e"].reshape(T * B, H).T, flat[:, 2 * H :], out=out[:, 2 * H :])
+        # assigned, not out=: a product into a column slice is not portable to every xp
+        out[:, : 2 * H] = xp.matmul(h_in.T, flat[:, : 2 * H])
+        out[:, 2 * H :] = xp.matmul(saved["e"].reshape(T * B, H).T, flat[:, 2 * H :])
         return out.T
 
     def bias_grads(self, xp: Any, b: Buffers) -> tuple[Array, Array]:
