@@ -154,7 +154,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         vocabs = vocabs_from_metadata(meta)
     cfg = make_config(toml_values, flags, quick=args.quick)
     if cfg.threads is not None:
-        _limit_threads(cfg.threads)
+        _limit_threads(cfg.threads, asked="threads" in flags or "threads" in toml_values)
     backend.manual_seed(cfg.seed)
     backend.set_default_device(cfg.device)
     task = build_task(cfg, vocabs)
@@ -198,7 +198,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _limit_threads(n: int) -> None:
+def _limit_threads(n: int, asked: bool) -> None:
     """Cap the BLAS threads NumPy uses (needs threadpoolctl; a busy machine runs faster
     with fewer threads than cores, because idle BLAS threads spin)."""
     import importlib
@@ -206,8 +206,9 @@ def _limit_threads(n: int) -> None:
     try:
         threadpoolctl = importlib.import_module("threadpoolctl")
     except ImportError:
-        print("--threads needs threadpoolctl (pip install threadpoolctl); or set "
-              f"OPENBLAS_NUM_THREADS={n} before starting", file=sys.stderr)
+        if asked:  # a task default is only a preference: no warning then
+            print("--threads needs threadpoolctl (pip install threadpoolctl); or set "
+                  f"OPENBLAS_NUM_THREADS={n} before starting", file=sys.stderr)
         return
     threadpoolctl.threadpool_limits(limits=n, user_api="blas")
 

@@ -84,10 +84,13 @@ class TrainConfig:
 
 
 # the character language model's defaults are the README's main job: they reach
-# <= 1.8 bits per character on the built-in corpus within the time budget on 2 cores
+# <= 1.8 bits per character on the built-in corpus within the time budget on 2 cores.
+# One BLAS thread: at these sizes two threads gain little on an idle machine, and on a
+# busy one their spinning makes each step several times slower.
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "lm": {"hidden_size": 256, "embedding_dim": 64, "batch_size": 16, "lr": 4e-3,
-           "seq_len": 100, "max_time": 150.0, "eval_every": 100, "out": "runs/charlm"},
+           "seq_len": 100, "max_time": 150.0, "eval_every": 100, "out": "runs/charlm",
+           "threads": 1},
     "classify": {"hidden_size": 128, "embedding_dim": 64, "batch_size": 32, "lr": 3e-3,
                  "bidirectional": False, "out": "runs/classify"},
     "tag": {"hidden_size": 128, "embedding_dim": 64, "batch_size": 32, "lr": 3e-3,
