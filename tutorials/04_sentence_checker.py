@@ -24,11 +24,12 @@
 #
 # We generate such sentences with a relative clause of varying length (full of other
 # nouns, singular and plural, to mislead a lazy model). The network must remember
-# one bit — singular or plural subject — across the whole clause. We measure accuracy against the distance between subject
-# and verb for the vanilla RNN, the GRU and the LSTM.
+# one bit — singular or plural subject — across the whole clause. We measure accuracy
+# against the distance between subject and verb for the vanilla RNN, the GRU and the
+# LSTM.
 #
-# **Part 2** is a topic-free sentiment classifier that learns from very few labelled
-# sentences, and shows what *pretrained word vectors* buy: vectors learned from
+# **Part 2** is a sentiment classifier that learns from very few labelled sentences,
+# and shows what *pretrained word vectors* buy: vectors learned from
 # unlabelled text (here by a co-occurrence SVD, written to a GloVe-format text file
 # and loaded back with `ts.nn.load_word_vectors`) let the classifier handle words it
 # never saw in a labelled example.
