@@ -328,7 +328,8 @@ u, sv, _ = np.linalg.svd(ppmi)
 DIM = 16
 vectors = u[:, :DIM] * np.sqrt(sv[:DIM])
 
-vectors_file = Path(tempfile.mkdtemp()) / "review_vectors.16d.txt"
+vectors_dir = tempfile.TemporaryDirectory()  # removed when the script ends
+vectors_file = Path(vectors_dir.name) / "review_vectors.16d.txt"
 with open(vectors_file, "w", encoding="utf-8") as f:
     for w, v in zip(words, vectors):
         f.write(w + " " + " ".join(f"{x:.5f}" for x in v) + "\n")
