@@ -179,7 +179,9 @@ for cell in CELLS:
     norms_at_init[cell] = gradient_per_step(Adder(cell, HIDDEN, **CELLS[cell]), x_plot, y_plot)
 print(f"||dL/da<1>|| / ||dL/da<T>|| at initialisation, T = {T_PLOT}:")
 for cell, n in norms_at_init.items():
-    print(f"  {cell:>10}: {n[0] / n[-1]:.1e}")
+    ratio = n[0] / n[-1]
+    print(f"  {cell:>10}: {ratio:.1e}" + ("  (underflow: smaller than float32 can hold)"
+                                          if ratio == 0 else ""))
 
 # %% [markdown]
 # Going back in time, every step multiplies the vanilla RNN's gradient by
