@@ -169,6 +169,28 @@ def test_graph_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     cuda_graph.clear_cache()
 
 
+def test_failed_capture_falls_back_to_eager_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any) -> Any:
+        raise RuntimeError("capture refused")
+
+    monkeypatch.setattr(cuda_graph, "_capture", refuse)
+    cuda_graph.clear_cache()
+    cuda_graph.capture_failures.clear()
+    kernel = stepwise.STEPWISE_KERNELS["gru"]
+    c = _case(np, "gru", True, True)
+    eager = _run(kernel, np, c, False, {})
+    with cuda_graph.use_cuda_graphs(True):
+        with pytest.warns(RuntimeWarning, match="capture refused"):
+            got = _run(kernel, np, c, False, {})
+        again = _run(kernel, np, c, False, {})  # remembered: no second attempt
+    _assert_same(eager, got, 0.0, "fallback")
+    _assert_same(eager, again, 0.0, "fallback, second call")
+    assert len(cuda_graph.capture_failures) == 3  # forward (train, inference), backward
+    assert all("capture refused" in f for f in cuda_graph.capture_failures)
+    cuda_graph.clear_cache()
+    cuda_graph.capture_failures.clear()
+
+
 def test_use_cuda_graphs_sets_and_restores() -> None:
     before = cuda_graph.graphs_enabled()
     with fused.use_cuda_graphs(True):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -38,6 +39,8 @@ __all__ = [
     "graphs_enabled",
     "execute",
     "clear_cache",
+    "execute_eager",
+    "capture_failures",
     "gemm_arguments",
     "CublasGemm",
     "ENV_VAR",
@@ -78,11 +81,14 @@ class _Captured:
 
 
 _graphs: OrderedDict[Hashable, _Captured] = OrderedDict()
+_failed: dict[Hashable, str] = {}  # keys whose capture failed: they run eagerly
+capture_failures: list[str] = []  # the reasons, in order (for tests and diagnostics)
 
 
 def clear_cache() -> None:
-    """Drop every captured graph and its buffers."""
+    """Drop every captured graph and its buffers (and forget failed captures)."""
     _graphs.clear()
+    _failed.clear()
 
 
 def execute(
@@ -99,21 +105,28 @@ def execute(
     the buffers belong to the graph and the next call overwrites them, so the caller
     copies out what it keeps.
     """
-    from .stepwise import eager_ops  # the loops' module imports this one
-
     if not _enabled[0]:
-        buffers = allocate()
-        buffers.update(inputs)
-        loop(eager_ops(xp), buffers)
-        return buffers, False
+        return execute_eager(xp, allocate, loop, inputs)
     full_key = (id(xp), key)
     captured = _graphs.get(full_key)
     if captured is None:
+        if full_key in _failed:
+            return execute_eager(xp, allocate, loop, inputs)
         buffers = allocate()
         for name, a in inputs.items():
             buffers[name] = xp.empty(a.shape, dtype=a.dtype)
         _copy_in(xp, buffers, inputs)
-        captured = _capture(xp, loop, buffers)
+        try:
+            captured = _capture(xp, loop, buffers)
+        except Exception as err:  # e.g. a driver or library that refuses capture
+            _failed[full_key] = f"{type(err).__name__}: {err}"
+            capture_failures.append(_failed[full_key])
+            warnings.warn(
+                f"CUDA graph capture failed, running this shape eagerly: {_failed[full_key]}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return execute_eager(xp, allocate, loop, inputs)
         _graphs[full_key] = captured
         while len(_graphs) > MAX_GRAPHS:
             _graphs.popitem(last=False)
@@ -122,6 +135,21 @@ def execute(
         _copy_in(xp, captured.buffers, inputs)
     captured.replay()
     return captured.buffers, True
+
+
+def execute_eager(
+    xp: Any,
+    allocate: Callable[[], Buffers],
+    loop: Callable[[Any, Buffers], None],
+    inputs: Buffers,
+) -> tuple[Buffers, bool]:
+    """Run the loop once on fresh buffers (no graph): returns (buffers, False)."""
+    from .stepwise import eager_ops  # the loops' module imports this one
+
+    buffers = allocate()
+    buffers.update(inputs)
+    loop(eager_ops(xp), buffers)
+    return buffers, False
 
 
 def _copy_in(xp: Any, buffers: Buffers, inputs: Buffers) -> None:
@@ -149,8 +177,11 @@ def _capture(xp: Any, loop: Callable[[Any, Buffers], None], buffers: Buffers) ->
         stream.begin_capture()
         try:
             loop(ops, buffers)
-        finally:
-            graph = stream.end_capture()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                stream.end_capture()  # leave the stream usable; report the loop's error
+            raise
+        graph = stream.end_capture()
     return _Captured(buffers, lambda: graph.launch(xp.cuda.get_current_stream()))
 
 
@@ -258,7 +289,10 @@ class CublasGemm:
                 ctypes.POINTER(real), c_void_p, c_int,
             ]
         lib.cublasSetStream_v2.argtypes = [c_void_p, c_void_p]
-        lib.cublasSetWorkspace_v2.argtypes = [c_void_p, c_void_p, ctypes.c_size_t]
+        # cuBLAS >= 11: a user workspace, so capture never allocates one mid-graph
+        self._set_workspace = getattr(lib, "cublasSetWorkspace_v2", None)
+        if self._set_workspace is not None:
+            self._set_workspace.argtypes = [c_void_p, c_void_p, ctypes.c_size_t]
         self._scalars = {
             "f": (ctypes.c_float(1.0), ctypes.c_float(0.0), lib.cublasSgemm_v2),
             "d": (ctypes.c_double(1.0), ctypes.c_double(0.0), lib.cublasDgemm_v2),
@@ -278,10 +312,13 @@ class CublasGemm:
         if stream != self._stream:
             lib = self.lib
             self._check(lib.cublasSetStream_v2(self.handle, stream), "cublasSetStream_v2")
-            self._check(
-                lib.cublasSetWorkspace_v2(self.handle, self.workspace.data.ptr, self.workspace.nbytes),
-                "cublasSetWorkspace_v2",
-            )
+            if self._set_workspace is not None:
+                self._check(
+                    self._set_workspace(
+                        self.handle, self.workspace.data.ptr, self.workspace.nbytes
+                    ),
+                    "cublasSetWorkspace_v2",
+                )
             self._stream = stream
         ta, tb, m, n, k, ld_b, ld_a, ld_out = gemm_arguments(
             a.shape, a.strides, b.shape, b.strides, out.shape, out.strides, a.itemsize
