@@ -91,6 +91,20 @@ def test_numeric_npz_one_to_many(tmp_path, capsys) -> None:
                  "--greedy", "--length", "4"]) == 0
 
 
+def test_numeric_npy_next_step_regression(tmp_path, capsys) -> None:
+    t = np.arange(30)
+    np.save(tmp_path / "s.npy", np.stack([np.sin(0.4 * t + p) for p in np.linspace(0, 6, 40)]))
+    assert main(["train", "--task", "regress", "--train", str(tmp_path / "s.npy"), "--hidden-size", "8",
+                 "--max-steps", "5", "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    assert "regressor" in capsys.readouterr().out
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "r" / "last.npz"),
+                 "--data", str(tmp_path / "s.npy")]) == 0
+    assert json.loads(capsys.readouterr().out)["loss"] > 0
+    assert main(["train", "--task", "tag", "--train", str(tmp_path / "s.npy"), "--no-progress"]) == 1
+    assert "s.npy: task tag expects integer tags 'y' (N, T), got float32; for float targets use task regress" \
+        in capsys.readouterr().err
+
+
 def test_malformed_data_and_corrupt_checkpoint_messages(tmp_path, capsys) -> None:
     bad = tmp_path / "bad.tsv"
     bad.write_text("fine\tpos\nmissing label\n")

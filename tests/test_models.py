@@ -19,6 +19,7 @@ from tinyseq.models import (
     OneToOne,
     Seq2Seq,
     SequenceClassifier,
+    SequenceRegressor,
     SequenceTagger,
     build_model,
 )
@@ -195,6 +196,23 @@ def test_tagger_with_float_features_and_any_registered_cell() -> None:
         trainer, _ = fit(model, SequenceDataset(xs, ys, 32, y_is_sequence=True), steps=150)
         m = trainer.evaluate(SequenceDataset(xs, ys, 100, y_is_sequence=True, shuffle=False))
         assert m["accuracy"] >= 0.9, (cell, m)
+
+
+def test_regressor_predicts_the_next_value_of_sine_waves() -> None:
+    # many to many with float targets: the next step of a sine with a random phase/frequency
+    rng = np.random.default_rng(0)
+    t = np.arange(21)
+    waves = [np.sin(rng.uniform(0.3, 0.6) * t + rng.uniform(0, 6))[:, None].astype(np.float32)
+             for _ in range(200)]
+    xs, ys = [w[:-1] for w in waves], [w[1:] for w in waves]
+    model = SequenceRegressor(1, input_size=1, hidden_size=24, cell="gru")
+    trainer, _ = fit(model, SequenceDataset(xs, ys, 32, y_is_sequence=True), steps=150)
+    mse = trainer.evaluate(SequenceDataset(xs, ys, 100, y_is_sequence=True, shuffle=False))["loss"]
+    assert mse < 0.05 * np.var(np.concatenate(ys)), mse  # far below predicting the mean
+    pred = model.predict(SequenceDataset(xs[:2], ys[:2], 2, y_is_sequence=True).collate([0, 1]))
+    assert pred[0].shape == (20, 1)
+    again = build_model(model.kind, model.config)
+    assert again.config == model.config
 
 
 def test_build_model_from_config_roundtrip() -> None:

@@ -28,7 +28,7 @@ import tomllib
 
 __all__ = ["TrainConfig", "TASKS", "TASK_DEFAULTS", "load_toml", "make_config", "QUICK"]
 
-TASKS = ("lm", "classify", "tag", "seq2seq", "one_to_many", "one_to_one")
+TASKS = ("lm", "classify", "tag", "regress", "seq2seq", "one_to_many", "one_to_one")
 
 
 @dataclass
@@ -95,6 +95,8 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
                  "bidirectional": False, "out": "runs/classify"},
     "tag": {"hidden_size": 128, "embedding_dim": 64, "batch_size": 32, "lr": 3e-3,
             "bidirectional": True, "monitor": None, "out": "runs/tag"},
+    "regress": {"hidden_size": 64, "batch_size": 32, "lr": 3e-3, "bidirectional": False,
+                "out": "runs/regress"},
     "seq2seq": {"hidden_size": 128, "embedding_dim": 64, "batch_size": 32, "lr": 3e-3,
                 "bidirectional": False, "out": "runs/seq2seq"},
     "one_to_many": {"hidden_size": 128, "embedding_dim": 32, "batch_size": 32, "lr": 3e-3,

@@ -5,7 +5,7 @@
 | one to one            | :class:`OneToOne`      | a plain feed-forward network      |
 | one to many           | :class:`OneToMany`     | music composition, captioning     |
 | many to one           | :class:`SequenceClassifier` | text classification          |
-| many to many, Tx = Ty | :class:`SequenceTagger`, :class:`LanguageModel` | named entities, next character |
+| many to many, Tx = Ty | :class:`SequenceTagger`, :class:`LanguageModel`, :class:`SequenceRegressor` | named entities, next character |
 | many to many, Tx ≠ Ty | :class:`Seq2Seq`       | translation (encoder, decoder)    |
 
 The trainer's contract (:class:`SequenceModel`):
@@ -45,6 +45,7 @@ __all__ = [
     "LanguageModel",
     "SequenceClassifier",
     "SequenceTagger",
+    "SequenceRegressor",
     "Seq2Seq",
     "OneToMany",
     "OneToOne",
@@ -424,6 +425,62 @@ class SequenceTagger(SequenceModel):
         return [pred[b, : int(mask[b].sum())].tolist() for b in range(len(batch))]
 
 
+class SequenceRegressor(SequenceTagger):
+    """Values per step (Tx = Ty): x (B, T, I) -> y (B, T, F), masked mean squared error.
+
+    E.g. next-step prediction of a numeric series (``.npy`` data). ``output_size`` = F.
+    """
+
+    kind = "regressor"
+
+    def __init__(
+        self,
+        output_size: int,
+        input_size: int | None = None,
+        vocab_size: int | None = None,
+        embedding_dim: int = 64,
+        hidden_size: int = 128,
+        cell: str = "lstm",
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        **cell_options: Any,
+    ) -> None:
+        super().__init__(output_size, vocab_size=vocab_size, input_size=input_size,
+                         embedding_dim=embedding_dim, hidden_size=hidden_size, cell=cell,
+                         num_layers=num_layers, bidirectional=bidirectional, dropout=dropout,
+                         **cell_options)
+        self.config = {"output_size": output_size, **{k: v for k, v in self.config.items()
+                                                      if k not in ("num_tags", "tag_names")}}
+
+    def _squared_error(self, batch: Batch) -> tuple[Tensor, Arr]:
+        mask = self._mask(batch)
+        pred = self(batch)  # (T, B, F)
+        target = self._floats(np.swapaxes(batch.y, 0, 1).reshape(pred.shape))
+        weight = _wrap(_on(self.device, mask.T[..., None].astype(pred.dtype)), self.device)
+        diff = (pred - target) * weight
+        return (diff * diff).sum(), mask
+
+    def loss(self, batch: Batch, state: State = None) -> StepResult:
+        total, mask = self._squared_error(batch)
+        count = int(mask.sum())
+        return StepResult(total / float(count * self.config["output_size"]), count)
+
+    def evaluate_batch(self, batch: Batch, state: State = None) -> tuple[dict[str, float], State]:
+        with no_grad():
+            total, mask = self._squared_error(batch)
+        # loss = mean squared error per value
+        return {"loss_sum": total.item() / self.config["output_size"], "count": int(mask.sum())}, None
+
+    def predict(self, batch: Batch) -> list[Arr]:  # type: ignore[override]
+        """Predicted values (T_i, F) of each sequence's valid steps."""
+        self.eval()
+        with no_grad():
+            pred = backend.to_numpy(self(batch).data).swapaxes(0, 1)
+        mask = self._mask(batch)
+        return [pred[b, : int(mask[b].sum())] for b in range(len(batch))]
+
+
 # ---- shared decoder for one-to-many and encoder-decoder ------------------------------------
 class _Decoder(Module):
     """Token decoder: embeds the previous token, steps the recurrent layer, projects."""
@@ -731,7 +788,8 @@ class OneToOne(SequenceModel):
 
 
 MODELS: dict[str, type[SequenceModel]] = {
-    m.kind: m for m in (LanguageModel, SequenceClassifier, SequenceTagger, Seq2Seq, OneToMany, OneToOne)
+    m.kind: m for m in (LanguageModel, SequenceClassifier, SequenceTagger, SequenceRegressor, Seq2Seq,
+                        OneToMany, OneToOne)
 }
 
 

@@ -5,6 +5,7 @@
 | lm          | many to many (Tx=Ty)  | plain text (none: the built-in corpus)        |
 | classify    | many to one           | TSV ``text<TAB>label``; npz x (N,T[,F]), y (N,) |
 | tag         | many to many (Tx=Ty)  | CoNLL ``token ... tag``; npz x, y (N,T)       |
+| regress     | many to many (Tx=Ty)  | npz x (N,T,F), y (N,T,K); npy (next step)     |
 | seq2seq     | many to many (Tx≠Ty)  | TSV ``source<TAB>target``; npz x, y (N,Ty) ids |
 | one_to_many | one to many           | npz x (N,F) vectors, y (N,Ty) ids             |
 | one_to_one  | one to one            | npz x (N,F), y (N,) classes or (N,K) values   |
@@ -46,6 +47,7 @@ from .models import (
     Seq2Seq,
     SequenceClassifier,
     SequenceModel,
+    SequenceRegressor,
     SequenceTagger,
 )
 
@@ -55,6 +57,7 @@ Arr = npt.NDArray[Any]
 _EXTENSIONS = {".txt": "text", ".text": "text", ".tsv": "tsv", ".conll": "conll", ".bio": "conll",
                ".iob": "conll", ".npz": "numeric", ".npy": "numeric"}
 _FORMATS = {"lm": ("text",), "classify": ("tsv", "numeric"), "tag": ("conll", "numeric"),
+            "regress": ("numeric",),
             "seq2seq": ("tsv", "numeric"), "one_to_many": ("numeric",), "one_to_one": ("numeric",)}
 
 
@@ -161,8 +164,14 @@ def _numeric_examples(d: NumericData, task: str, path: str) -> tuple[list[Any], 
         if d.y.ndim != 1 or d.y.dtype.kind not in "iu":
             raise DataFormatError(path, None, f"task classify expects 'y' as class ids (N,), got {d.y.dtype} {d.y.shape}")
         return xs, list(d.y), True, False
-    if task == "tag" and d.y.dtype.kind == "f" and d.y.ndim == 3:  # next-step regression is not a tag task
-        raise DataFormatError(path, None, "task tag expects integer tags 'y' (N, T), got float targets")
+    if task == "tag" and d.y.dtype.kind not in "iu":
+        raise DataFormatError(path, None, f"task tag expects integer tags 'y' (N, T), got {d.y.dtype}; "
+                              "for float targets use task regress")
+    if task == "regress":
+        if d.y.dtype.kind != "f" or d.y.ndim != 3 or d.y.shape[1] != d.x.shape[1]:
+            raise DataFormatError(path, None, f"task regress expects float targets 'y' (N, T, K) aligned "
+                                  f"with 'x' {d.x.shape}, got {d.y.dtype} {d.y.shape}")
+        return xs, _rows(d.y, d.x_lengths), True, True
     ylens = d.y_lengths if d.y_lengths is not None else (d.x_lengths if task == "tag" else None)
     return xs, _rows(d.y, ylens), True, True
 
@@ -226,6 +235,9 @@ def _model(cfg: TrainConfig, vocabs: dict[str, Vocab], xs: list[Any], ys: list[A
         bidir = True if cfg.bidirectional is None else cfg.bidirectional
         return SequenceTagger(n, **source, embedding_dim=emb, bidirectional=bidir, tag_names=names,
                               **_common(cfg))
+    if cfg.task == "regress":
+        return SequenceRegressor(int(np.asarray(ys[0]).shape[-1]), **source, embedding_dim=emb,
+                                 bidirectional=bool(cfg.bidirectional), **_common(cfg))
     if cfg.task == "seq2seq":
         tgt = len(vocabs["target"]) if "target" in vocabs else int(max(int(np.max(y)) for y in ys)) + 1
         src = {"src_vocab_size": source["vocab_size"]} if "vocab_size" in source else source
