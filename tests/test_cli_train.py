@@ -129,3 +129,20 @@ def test_config_errors(tmp_path) -> None:
         make_config({}, {"task": "tag"})
     cfg = make_config({"hidden_size": 8}, {"hidden_size": 16, "lr": None})
     assert cfg.hidden_size == 16 and cfg.lr == 4e-3 and cfg.out == "runs/charlm"
+
+
+def test_every_setting_has_a_flag_with_help(capsys) -> None:
+    import dataclasses
+
+    from tinyseq.config import HELP, TrainConfig
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"cell_options"}
+    assert names == set(HELP)
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for name in names:
+        assert "--" + name.replace("_", "-") in text
+    cfg = make_config()  # the main job's defaults, as the README states them
+    assert (cfg.hidden_size, cfg.embedding_dim, cfg.seq_len, cfg.batch_size, cfg.lr, cfg.clip_norm,
+            cfg.max_time, cfg.out) == (256, 64, 100, 16, 4e-3, 5.0, 150.0, "runs/charlm")

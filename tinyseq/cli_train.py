@@ -35,23 +35,22 @@ def _value(text: str) -> Any:
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    from .config import TrainConfig
+    from .config import HELP, TrainConfig
 
     for f in dataclasses.fields(TrainConfig):
         if f.name == "cell_options":
             continue
         flag = "--" + f.name.replace("_", "-")
         default_type = str(f.type)
-        if "bool" in default_type and "None" not in default_type and f.name != "progress":
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        elif "bool" in default_type:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        text = HELP.get(f.name)
+        if "bool" in default_type:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif "int" in default_type and "float" not in default_type:
-            p.add_argument(flag, type=int, default=None, metavar="N")
+            p.add_argument(flag, type=int, default=None, metavar="N", help=text)
         elif "float" in default_type:
-            p.add_argument(flag, type=float, default=None, metavar="X")
+            p.add_argument(flag, type=float, default=None, metavar="X", help=text)
         else:
-            p.add_argument(flag, default=None, metavar=f.name.split("_")[-1].upper())
+            p.add_argument(flag, default=None, metavar=f.name.split("_")[-1].upper(), help=text)
     p.add_argument("--cell-option", action="append", default=[], metavar="KEY=VALUE",
                    help="an option of the cell, e.g. variant=lecture (repeatable)")
 

@@ -89,8 +89,8 @@ class TrainConfig:
 # busy one their spinning makes each step several times slower.
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "lm": {"hidden_size": 256, "embedding_dim": 64, "batch_size": 16, "lr": 4e-3,
-           "seq_len": 100, "max_time": 150.0, "eval_every": 100, "out": "runs/charlm",
-           "threads": 1},
+           "seq_len": 100, "max_time": 150.0, "eval_every": 100, "checkpoint_every": 200,
+           "out": "runs/charlm", "threads": 1},
     "classify": {"hidden_size": 128, "embedding_dim": 64, "batch_size": 32, "lr": 3e-3,
                  "bidirectional": False, "out": "runs/classify"},
     "tag": {"hidden_size": 128, "embedding_dim": 64, "batch_size": 32, "lr": 3e-3,
@@ -110,6 +110,48 @@ QUICK: dict[str, Any] = {"hidden_size": 32, "embedding_dim": 16, "batch_size": 8
                          "sample_length": 40}
 
 _FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+HELP: dict[str, str] = {
+    "task": "what to train: " + ", ".join(TASKS) + " (default lm)",
+    "train": "training data file (lm without one: the built-in corpus)",
+    "valid": "validation data file (default: hold out --valid-fraction of the training data)",
+    "valid_fraction": "share held out for validation when there is no --valid file",
+    "format": "text, tsv, conll or numeric (default: from the file extension)",
+    "level": "text tokens: char or word",
+    "min_freq": "rarer tokens become <unk>",
+    "max_vocab": "keep at most this many tokens (specials included)",
+    "lowercase": "lowercase all text",
+    "cell": "any registered cell: rnn, simple_gru, gru, lstm or a plugin's",
+    "hidden_size": "hidden units per layer and direction",
+    "embedding_dim": "size of token embeddings",
+    "num_layers": "stacked recurrent layers",
+    "bidirectional": "read sequences both ways (encoders, taggers, classifiers)",
+    "dropout": "dropout on embeddings, between layers and before the output",
+    "pooling": "many-to-one summary: last (last valid step), mean or max",
+    "condition": "one-to-many: the vector sets the initial state, joins each input, or both",
+    "teacher_forcing": "probability of feeding the gold token (< 1: scheduled sampling)",
+    "seq_len": "language model: steps per window of truncated BPTT",
+    "batch_size": "sequences per batch",
+    "bucket": "group examples of similar length over this many batches (0: off)",
+    "optimizer": "adam, adamw, sgd, rmsprop or adagrad",
+    "lr": "learning rate",
+    "weight_decay": "weight decay of the optimizer",
+    "clip_norm": "clip the joint gradient norm to this value",
+    "epochs": "stop after this many epochs",
+    "max_steps": "stop after this many steps",
+    "max_time": "stop after this many seconds of training (across resumes)",
+    "eval_every": "validate every N steps (default: every epoch)",
+    "checkpoint_every": "write last.npz every N steps (always at the end)",
+    "patience": "stop after this many validations without improvement",
+    "monitor": "validation metric for best.npz and early stopping (default bpc or loss)",
+    "seed": "random seed (weights, shuffling, dropout)",
+    "device": "cpu, cuda or testcpu",
+    "threads": "BLAS threads (needs threadpoolctl)",
+    "out": "directory for best.npz, last.npz and metrics.jsonl",
+    "progress": "show a progress bar",
+    "plot": "write curves.png and gradient_norms.png (needs matplotlib)",
+    "sample_length": "characters sampled after a language model is trained",
+}
 
 
 def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
