@@ -482,3 +482,58 @@ def test_cuda_sources_compile_for_the_device(tmp_path: Path) -> None:
     ptx = (tmp_path / "kernels.ptx").read_text()
     for name in SPECS:
         assert f"ts_{name}" in ptx
+
+
+def test_cupy_generated_kernel_code_compiles(tmp_path: Path) -> None:
+    """The exact source CuPy generates around each kernel body (its private code
+    generator, CuPy 14), compiled by nvcc against CuPy's headers: no name clashes with
+    CuPy's own variables, valid for float and double. Needs CuPy importable and nvcc,
+    not a GPU; skipped when either is missing or CuPy's internals differ."""
+    pytest.importorskip("cupy")
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("needs nvcc")
+    import cupy
+    from cupy._core import _carray, _kernel
+
+    include = Path(cupy.__file__).parent / "_core" / "include"
+    parts = ["#include <cupy/carray.cuh>"]
+    try:
+        for dt in ("float32", "float64"):
+            for name, spec in SPECS.items():
+                params = (
+                    _kernel._get_param_info(spec.in_params, True)
+                    + _kernel._get_param_info(spec.out_params, False)
+                    + _kernel._get_param_info("CIndexer _ind", False)
+                )
+
+                def info(p: Any, dt: str = dt) -> Any:
+                    if p.name == "_ind":
+                        return _kernel._ArgInfo(2, _carray.Indexer, None, 1, True, True)
+                    if p.raw:
+                        d = np.dtype(bool) if p.ctype == "bool" else np.dtype(dt)
+                        return _kernel._ArgInfo(1, cupy.ndarray, d, 2, True, True)
+                    return _kernel._ArgInfo(3, p.dtype.type, p.dtype, 0, True, True)
+
+                code = _kernel._get_elementwise_kernel_code(
+                    tuple(info(p) for p in params),
+                    _kernel._TypeMap((("T", np.dtype(dt)),)),
+                    params,
+                    spec.source(),
+                    f"tinyseq_{name}",
+                    PREAMBLE,
+                )
+                # one namespace per kernel and dtype keeps the extern "C" names apart
+                body = code.replace('extern "C" ', "")
+                parts.append(f"namespace k_{name}_{dt} {{\n{body}\n}}")
+    except (AttributeError, TypeError, AssertionError) as err:
+        pytest.skip(f"CuPy's private code generator differs here: {err}")
+    src = tmp_path / "cupy_kernels.cu"
+    src.write_text("\n".join(parts))
+    result = subprocess.run(
+        [nvcc, "--ptx", "-std=c++17", f"-I{include}", "-o", str(tmp_path / "k.ptx"), str(src)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr, result.stderr

@@ -25,8 +25,8 @@ Array = Any
 
 # Shared device helpers. 0.5 * tanh(a / 2) + 0.5 is the reference's sigmoid (no overflow).
 PREAMBLE = r"""
-template <typename T> __device__ __forceinline__ T ts_sigmoid(T a) {
-    return T(0.5) * tanh(T(0.5) * a) + T(0.5);
+template <typename U> __device__ __forceinline__ U ts_sigmoid(U a) {
+    return U(0.5) * tanh(U(0.5) * a) + U(0.5);
 }
 """
 
@@ -37,6 +37,8 @@ const ptrdiff_t b = i / H;
 const ptrdiff_t j = i - b * H;
 const ptrdiff_t r0 = b * {G} * H + j;
 const bool p = pad[b];
+(void)r0;
+(void)p;
 """
 
 
