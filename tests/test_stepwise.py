@@ -114,6 +114,50 @@ def test_stepwise_matches_numpy_kernels(kind: str, opts: dict[str, Any], device:
                         assert arr is None or type(arr) is backend.TestArray, what
 
 
+# per step: (GEMMs, pointwise calls) forward and backward — the launch budget on a GPU
+LAUNCHES = {"rnn": (1, 1), "simple_gru": (1, 1), "gru-True": (1, 1), "gru-False": (2, 2),
+            "lstm": (1, 1)}
+
+
+@pytest.mark.parametrize("kind,opts", VARIANTS, ids=IDS)
+def test_one_gemm_and_one_pointwise_call_per_step(
+    kind: str, opts: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counts = {"gemm": 0, "pw": 0}
+    real = stepwise.eager_ops
+
+    class CountingPointwise:
+        def __getattr__(self, name: str) -> Any:
+            fn = getattr(stepwise.pointwise, name)
+
+            def call(*args: Any) -> Any:
+                counts["pw"] += 1
+                return fn(*args)
+
+            return call
+
+    def counting_ops(xp: Any) -> stepwise.Ops:
+        ops = real(xp)
+
+        def gemm(a: Any, b: Any, out: Any) -> None:
+            counts["gemm"] += 1
+            ops.gemm(a, b, out)
+
+        return stepwise.Ops(xp, CountingPointwise(), gemm)
+
+    monkeypatch.setattr(stepwise, "eager_ops", counting_ops)
+    key = kind if kind != "gru" else f"gru-{opts['reset_after']}"
+    gemms, pws = LAUNCHES[key]
+    c = _case(np, kind, True, True)
+    kernel = stepwise.STEPWISE_KERNELS[kind]
+    y, final, cache = kernel.forward(np, c["x"], c["state"], c["w_ih"], c["w_hh"], c["b_ih"],
+                                     c["b_hh"], c["mask"], False, True, **opts)
+    assert counts == {"gemm": gemms * T, "pw": pws * T}
+    counts.update(gemm=0, pw=0)
+    kernel.backward(cache, c["dy"], c["d_state"], True)
+    assert counts == {"gemm": gemms * T, "pw": pws * T}
+
+
 @pytest.mark.parametrize("kind,opts", VARIANTS, ids=IDS)
 def test_graph_mode_equals_eager_over_repeated_calls(kind: str, opts: dict[str, Any]) -> None:
     xp = backend.get_device("testcpu").xp
