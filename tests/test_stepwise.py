@@ -19,6 +19,7 @@ import ctypes
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -581,3 +582,108 @@ def test_cupy_generated_kernel_code_compiles(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr, result.stderr
+
+
+# ---- CublasGemm's ctypes wiring, against a stand-in libcublas ---------------------------
+class _DevArray(np.ndarray):
+    """An ndarray with CuPy's ``.data.ptr`` (the address of its first element)."""
+
+    @property  # type: ignore[misc]
+    def data(self) -> Any:
+        return types.SimpleNamespace(ptr=self.__array_interface__["data"][0])
+
+
+class _FakeCublas:
+    """The cuBLAS entry points CublasGemm calls, doing column-major GEMM on raw memory."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.stream: Any = None
+        self.workspace: Any = None
+
+        def create(handle_ref: Any) -> int:
+            handle_ref._obj.value = 1234
+            return 0
+
+        self.cublasCreate_v2 = create
+        self.cublasSetMathMode = lambda handle, mode: 0 if mode == 0 else 1
+        # plain functions, as ctypes' are: CublasGemm sets argtypes on them
+        self.cublasSetStream_v2 = lambda handle, stream: self._set_stream(handle, stream)
+        self.cublasSetWorkspace_v2 = lambda handle, ptr, size: self._set_workspace(handle, ptr, size)
+        self.cublasSgemm_v2 = self._gemm(ctypes.c_float, np.float32, "cublasSgemm_v2")
+        self.cublasDgemm_v2 = self._gemm(ctypes.c_double, np.float64, "cublasDgemm_v2")
+
+    def _set_stream(self, handle: Any, stream: Any) -> int:
+        self.stream = stream
+        self.calls.append("stream")
+        return 0
+
+    def _set_workspace(self, handle: Any, ptr: Any, size: Any) -> int:
+        self.workspace = (ptr, size)
+        self.calls.append("workspace")
+        return 0
+
+    def _gemm(self, real: Any, dtype: Any, name: str) -> Any:
+        def colmajor(ptr: int, rows: int, cols: int, ld: int) -> np.ndarray:
+            n = ld * (cols - 1) + rows
+            buf = np.ctypeslib.as_array((real * n).from_address(ptr))
+            return np.lib.stride_tricks.as_strided(
+                buf, shape=(rows, cols), strides=(buf.itemsize, ld * buf.itemsize)
+            )
+
+        def gemm(handle: Any, ta: int, tb: int, m: int, n: int, k: int, alpha: Any, A: int,
+                 lda: int, B: int, ldb: int, beta: Any, C: int, ldc: int) -> int:
+            assert handle.value == 1234 if hasattr(handle, "value") else True
+            a = colmajor(A, *((m, k) if ta == 0 else (k, m)), lda)
+            b = colmajor(B, *((k, n) if tb == 0 else (n, k)), ldb)
+            a = a if ta == 0 else a.T
+            b = b if tb == 0 else b.T
+            c = colmajor(C, m, n, ldc)
+            prod = alpha._obj.value * (a @ b)
+            # like cuBLAS, C is not read when beta == 0 (it may hold garbage)
+            c[...] = prod if beta._obj.value == 0 else prod + beta._obj.value * c
+            self.calls.append(name)
+            return 0
+
+        gemm.__name__ = name
+        return gemm
+
+
+class _FakeStreamXP(types.ModuleType):
+    def __init__(self) -> None:
+        super().__init__("fakecupy")
+        self.cuda = types.SimpleNamespace(
+            get_current_stream=lambda: types.SimpleNamespace(ptr=0xABC)
+        )
+        self.uint8 = np.uint8
+
+    def empty(self, shape: Any, dtype: Any) -> np.ndarray:
+        return np.empty(shape, dtype=dtype).view(_DevArray)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cublas_gemm_ctypes_wiring(dtype: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    lib = _FakeCublas()
+    monkeypatch.setattr(cuda_graph, "_find_libcublas", lambda xp: lib)
+    gemm = cuda_graph.CublasGemm(_FakeStreamXP())
+    rng = np.random.default_rng(0)
+
+    def dev(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a.astype(dtype)).view(_DevArray)
+
+    M, K, N = 4, 6, 5
+    cases = [
+        (dev(rng.standard_normal((M, K))), dev(rng.standard_normal((K, N)))),
+        (dev(rng.standard_normal((K, M))).T, dev(rng.standard_normal((N, K))).T),
+        (dev(rng.standard_normal((M, K + 3)))[:, 1 : K + 1], dev(rng.standard_normal((K, N)))),
+    ]
+    for a, b in cases:
+        out = dev(np.full((M, N), np.nan))
+        gemm(a, b, out)
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(np.asarray(out), np.asarray(a) @ np.asarray(b), rtol=tol, atol=tol)
+    # the stream (and the workspace after it) is set once, then reused
+    assert lib.calls[:2] == ["stream", "workspace"] and lib.calls.count("stream") == 1
+    assert lib.stream == 0xABC and lib.workspace[1] == cuda_graph.CublasGemm.WORKSPACE_BYTES
+    with pytest.raises(TypeError, match="float32/float64"):
+        gemm(cases[0][0], cases[0][1].astype(np.float16), out)
