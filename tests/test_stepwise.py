@@ -428,6 +428,9 @@ class _HostKernel:
         self.params = _params(in_params) + _params(out_params)
 
     def __call__(self, *args: Any, size: int) -> None:
+        self.fn(*self.c_args(args, size))
+
+    def c_args(self, args: tuple[Any, ...], size: int) -> list[Any]:
         assert len(args) == len(self.params)
         c_args: list[Any] = [ctypes.c_longlong(size)]
         for (kind, typ, pname), arg in zip(self.params, args):
@@ -438,7 +441,7 @@ class _HostKernel:
                 c_args.append(ctypes.c_void_p(arg.ctypes.data))
             else:
                 c_args.append(_CTYPES[typ][1](int(arg)))
-        self.fn(*c_args)
+        return c_args
 
 
 class _HostCupy:
@@ -598,6 +601,7 @@ class _FakeCublas:
 
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.run: Any = lambda fn: fn()  # a graph test records instead of running
         self.stream: Any = None
         self.workspace: Any = None
 
@@ -633,15 +637,19 @@ class _FakeCublas:
 
         def gemm(handle: Any, ta: int, tb: int, m: int, n: int, k: int, alpha: Any, A: int,
                  lda: int, B: int, ldb: int, beta: Any, C: int, ldc: int) -> int:
-            assert handle.value == 1234 if hasattr(handle, "value") else True
             a = colmajor(A, *((m, k) if ta == 0 else (k, m)), lda)
             b = colmajor(B, *((k, n) if tb == 0 else (n, k)), ldb)
             a = a if ta == 0 else a.T
             b = b if tb == 0 else b.T
             c = colmajor(C, m, n, ldc)
-            prod = alpha._obj.value * (a @ b)
-            # like cuBLAS, C is not read when beta == 0 (it may hold garbage)
-            c[...] = prod if beta._obj.value == 0 else prod + beta._obj.value * c
+            al, be = alpha._obj.value, beta._obj.value
+
+            def work() -> None:
+                prod = al * (a @ b)
+                # like cuBLAS, C is not read when beta == 0 (it may hold garbage)
+                c[...] = prod if be == 0 else prod + be * c
+
+            self.run(work)
             self.calls.append(name)
             return 0
 
@@ -687,3 +695,142 @@ def test_cublas_gemm_ctypes_wiring(dtype: Any, monkeypatch: pytest.MonkeyPatch) 
     assert lib.stream == 0xABC and lib.workspace[1] == cuda_graph.CublasGemm.WORKSPACE_BYTES
     with pytest.raises(TypeError, match="float32/float64"):
         gemm(cases[0][0], cases[0][1].astype(np.float16), out)
+
+
+# ---- graph mode's CuPy branch, on a stand-in CuPy that records during capture -------------
+class _Recorder:
+    """Like a CUDA stream under capture: work issued while capturing is recorded, not run."""
+
+    def __init__(self) -> None:
+        self.capturing: list[Any] | None = None
+
+    def run(self, fn: Any) -> None:
+        if self.capturing is not None:
+            self.capturing.append(fn)
+        else:
+            fn()
+
+
+_REC = _Recorder()
+
+
+class _GraphArray(_DevArray):
+    def fill(self, value: Any) -> None:
+        _REC.run(lambda: np.ndarray.fill(self, value))
+
+
+def _as_graph_array(value: Any) -> Any:
+    if isinstance(value, np.ndarray) and not isinstance(value, _GraphArray):
+        return value.view(_GraphArray)
+    return value
+
+
+class _RecordingKernel(_HostKernel):
+    def __call__(self, *args: Any, size: int) -> None:
+        c_args = self.c_args(args, size)
+        _REC.run(lambda: self.fn(*c_args))
+
+
+class _Graph:
+    def __init__(self, work: list[Any]) -> None:
+        self.work = work
+        self.launches = 0
+
+    def launch(self, stream: Any = None) -> None:
+        self.launches += 1
+        for fn in self.work:
+            fn()
+
+
+class _Stream:
+    ptr = 0x5EA
+
+    def __init__(self, non_blocking: bool = False) -> None:
+        self.graphs: list[_Graph] = []
+
+    def __enter__(self) -> _Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def wait_event(self, event: Any) -> None:
+        pass
+
+    def record(self) -> Any:
+        return object()
+
+    def begin_capture(self) -> None:
+        assert _REC.capturing is None
+        _REC.capturing = []
+
+    def end_capture(self) -> _Graph:
+        assert _REC.capturing is not None
+        graph = _Graph(_REC.capturing)
+        _REC.capturing = None
+        _GRAPHS.append(graph)
+        return graph
+
+
+_GRAPHS: list[_Graph] = []
+
+
+class _CapturingCupy(types.ModuleType):
+    """NumPy with CuPy's name, recorded copies and fills, host-built kernels, streams."""
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        super().__init__("cupy")
+        self.lib = lib
+        self.cuda = types.SimpleNamespace(Stream=_Stream, get_current_stream=lambda: _Stream())
+
+    def ElementwiseKernel(self, in_params: str, out_params: str, body: str, name: str,
+                          **kwargs: Any) -> _RecordingKernel:
+        return _RecordingKernel(self.lib, in_params, out_params, name)
+
+    def copyto(self, dst: Any, src: Any) -> None:
+        _REC.run(lambda: np.copyto(dst, src))
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(np, name)
+        if callable(attr) and not isinstance(attr, type) and name != "dtype":
+            return lambda *a, **k: _as_graph_array(attr(*a, **k))
+        return attr
+
+
+@pytest.mark.parametrize("kind,opts", VARIANTS, ids=IDS)
+def test_graph_capture_branch_on_a_recording_stand_in(
+    kind: str, opts: dict[str, Any], host_kernels: ctypes.CDLL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """_capture's CuPy path — warm-up, capture, replay — with every GEMM, kernel, copy and
+    fill issued during capture recorded and run only on replay, as CUDA does. Replays
+    with new data must equal the NumPy kernels, so nothing may rely on work done while
+    capturing."""
+    lib = _FakeCublas()
+    lib.run = _REC.run
+    xp = _CapturingCupy(host_kernels)
+    monkeypatch.setattr(cuda_graph, "_find_libcublas", lambda xp: lib)
+    monkeypatch.setattr(cuda_graph, "_cublas_cache", {})
+    monkeypatch.setattr(stepwise, "_cuda_pointwise", {})
+    _GRAPHS.clear()
+    cuda_graph.clear_cache()
+    kernel = stepwise.STEPWISE_KERNELS[kind]
+    with cuda_graph.use_cuda_graphs(True):
+        for seed in range(3):
+            for reverse in (False, True):
+                c = _case(np, kind, True, True, seed=seed)
+                ref = _run(KERNELS[kind], np, c, reverse, opts)
+                cg = {k: (tuple(_as_graph_array(a) for a in v) if isinstance(v, tuple)
+                          else _as_graph_array(v)) for k, v in c.items() if k != "mask"}
+                m = np.ones((T, B), dtype=bool)
+                m[3:, 0] = False
+                m[:2, 2] = False
+                cg["mask"] = MaskInfo.make(xp, m, T, B)
+                got = _run(kernel, xp, cg, reverse, opts)
+                _assert_same(ref, got, 1e-10, f"{kind} {opts} seed={seed} reverse={reverse}")
+    assert not cuda_graph.capture_failures
+    # one graph per (training forward, backward, inference forward) and direction,
+    # each captured once and replayed on every call
+    assert len(_GRAPHS) == 6
+    assert all(g.launches == 3 and g.work for g in _GRAPHS)
+    assert "cublasDgemm_v2" in lib.calls
+    cuda_graph.clear_cache()
