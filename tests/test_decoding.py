@@ -56,3 +56,23 @@ def test_beam_search_finds_better_sequence_than_greedy() -> None:
 def test_log_softmax_np() -> None:
     z = log_softmax_np(np.array([[1.0, 2.0, 3.0]]))
     assert np.exp(z).sum() == pytest.approx(1.0)
+
+
+def test_beam_search_is_not_cut_short_by_unlikely_endings() -> None:
+    # 0 = start, 3 = end; the likely output is 1 2 4 <end> (p = 0.729), while several
+    # unlikely short endings turn up on the way
+    table = np.full((5, 5), 1e-9)
+    table[0, [1, 2, 4, 3]] = [0.90, 0.04, 0.03, 0.03]
+    table[1, [2, 3, 4]] = [0.90, 0.05, 0.05]
+    table[2, [4, 3]] = [0.90, 0.10]
+    table[4, 3] = 1.0
+    table[3, 3] = 1.0
+    logp = np.log(table)
+
+    def chain(tokens, state):
+        return logp[tokens], state
+
+    for width in (1, 2, 3, 4):
+        best = beam_search(chain, reorder, 0, start_id=0, max_len=8, beam_width=width, eos_id=3)[0]
+        assert best.tokens == [1, 2, 4, 3], width
+        assert best.log_prob == pytest.approx(np.log(0.729))

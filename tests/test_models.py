@@ -169,6 +169,8 @@ def test_one_to_many_generates_the_sequence_of_its_condition(condition) -> None:
     assert trainer.evaluate(data)["exact_match"] >= 0.95
     sampled = model.decode(batch, max_len=8, method="sample", temperature=0.3, rng=0)
     assert np.mean([o == list(y) for o, y in zip(sampled, ys[:40])]) >= 0.8
+    beams = model.decode(data.collate(range(10)), max_len=8, method="beam", beam_width=3)
+    assert np.mean([o == list(y) for o, y in zip(beams, ys[:10])]) >= 0.9
 
 
 def test_one_to_one_classifies_and_regresses() -> None:
@@ -213,6 +215,19 @@ def test_regressor_predicts_the_next_value_of_sine_waves() -> None:
     assert pred[0].shape == (20, 1)
     again = build_model(model.kind, model.config)
     assert again.config == model.config
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_stacked_bidirectional_encoder_decoder_runs(cell) -> None:
+    xs, ys = _reverse_data(8, 0)
+    model = Seq2Seq(8, src_vocab_size=8, embedding_dim=4, hidden_size=6, cell=cell, num_layers=2,
+                    bidirectional=True, dropout=0.1)
+    batch = SequenceDataset(xs, ys, 8, y_is_sequence=True).collate(range(8))
+    result = model.loss(batch)
+    result.loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    out = model.decode(batch, max_len=4, method="beam", beam_width=2)
+    assert len(out) == 8 and all(1 <= len(o) <= 4 for o in out)
 
 
 def test_build_model_from_config_roundtrip() -> None:

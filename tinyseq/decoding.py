@@ -121,7 +121,9 @@ def beam_search(
 
     Keeps the ``beam_width`` best partial outputs by total log-probability; a finished
     output is ranked by ``log_prob / len ** length_penalty`` (0 = no normalisation,
-    which favours short outputs). Returns up to ``beam_width`` hypotheses, best first.
+    which favours short outputs). Stops when ``beam_width`` outputs have finished and
+    the best live one does not score better, or after ``max_len`` steps (then live
+    outputs count as finished). Returns up to ``beam_width`` hypotheses, best first.
     """
     if beam_width < 1:
         raise ValueError(f"beam_width must be at least 1, got {beam_width}")
@@ -143,11 +145,14 @@ def beam_search(
         best = np.argpartition(-total, k - 1)[:k]
         best = best[np.argsort(-total[best], kind="stable")]
         keep_rows, keep_tok, keep_score = [], [], []
-        for flat in best:
+        for rank, flat in enumerate(best):
             row, tok = divmod(int(flat), v)
             lp = float(total[flat])
             if eos_id is not None and tok == eos_id:
-                finished.append(Hypothesis(seqs[row] + [tok], lp, norm(lp, t + 1)))
+                # an ending counts only when it ranks within the beam (as in fairseq and
+                # Hugging Face); endings further down would crowd out better outputs
+                if rank < beam_width:
+                    finished.append(Hypothesis(seqs[row] + [tok], lp, norm(lp, t + 1)))
             else:
                 keep_rows.append(row)
                 keep_tok.append(tok)
@@ -156,9 +161,11 @@ def beam_search(
                 break
         if not keep_rows:
             break
-        # stop once beam_width outputs have finished (as OpenNMT and fairseq do)
+        # done when beam_width outputs have finished and no live one scores better now
         if len(finished) >= beam_width:
-            break
+            kth = sorted((h.score for h in finished), reverse=True)[beam_width - 1]
+            if norm(max(keep_score), t + 1) <= kth:
+                break
         index = np.array(keep_rows, dtype=np.int64)
         state = reorder(state, index)
         seqs = [seqs[r] + [tok] for r, tok in zip(keep_rows, keep_tok)]
