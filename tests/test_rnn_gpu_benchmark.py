@@ -67,3 +67,18 @@ def test_quick_run_on_a_stand_in_device(
     for cfg in ("S", "Long"):
         for cell in ("gru", "lstm"):
             assert set(figures[cfg][cell]) == {"eager_infer", "eager_train", "graph_infer", "graph_train"}
+
+
+def test_quick_run_with_the_reference_on_the_host(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The PyTorch side (run on the host here) and the ratio columns."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.setitem(backend._devices, "cuda", backend.Device("cuda", _StandInCupy()))
+    monkeypatch.setattr(backend, "cuda_is_available", lambda: True)
+    module = _load()
+    monkeypatch.setattr(module, "_torch_or_none", lambda: torch)
+    monkeypatch.setattr(module, "TORCH_DEVICE", "cpu")
+    assert module.main(["--quick", "--configs", "S", "--cells", "lstm"]) == 0
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("S ")][0]
+    assert "n/a" not in row  # cuDNN column and ratios filled in
