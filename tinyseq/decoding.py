@@ -89,8 +89,12 @@ def sample(
             z = np.where(z < kth, -np.inf, z)
         p = np.exp(log_softmax_np(z))
         u = np.asarray(gen.random(p.shape[0]))[:, None]
-        # inverse CDF: first index whose cumulative probability exceeds u
-        idx = (p.cumsum(axis=-1) < u).sum(axis=-1)
+        # inverse CDF: first index whose cumulative probability reaches u; dividing by
+        # the total makes the last entry exactly 1, so rounding never picks a token
+        # of probability 0
+        cdf = p.cumsum(axis=-1)
+        cdf /= cdf[:, -1:]
+        idx = (cdf < u).sum(axis=-1)
         out: Arr = np.minimum(idx, p.shape[-1] - 1)
         return out
 
