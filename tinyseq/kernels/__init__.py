@@ -6,6 +6,14 @@ need_dx) -> (dx, *d_state0, dW_ih, dW_hh, db_ih, db_hh)`` on raw arrays. They ar
 written against the array module ``xp`` with NumPy-style in-place calls (``out=``),
 so they run on ``cpu`` and ``testcpu``; :mod:`tinyseq.fused` turns them into one
 autograd node.
+
+The recipe, per layer and direction: the weights transposed once per call (BLAS is
+faster on a stored W.T), one GEMM for the input product of all steps, one recurrent
+GEMM per step, element-wise work in place on preallocated gate-major blocks
+(:mod:`.gates`), one tanh for all gates (sigmoid gates have halved weights), and in
+backward one GEMM per step for dh plus one GEMM each for dx, dW_ih and dW_hh over all
+steps. Scratch buffers come from a bounded pool (:mod:`.workspace`); nothing derived
+from the weights is cached across calls, so an optimizer step is always seen.
 """
 
 from __future__ import annotations
