@@ -33,26 +33,36 @@ def make_trainer(model, train, valid, out, steps, **kw):
                    checkpoint_every=3, out_dir=out, progress=False, seed=123, **kw)
 
 
-def test_resume_equals_uninterrupted_run(tmp_path) -> None:
-    # dropout (random masks), Adam state, carried LSTM state and epoch boundaries all
-    # have to be restored for the losses and weights to match bit for bit
+def schedule(opt):
+    return ts.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)
+
+
+@pytest.mark.parametrize("interval", ["step", "epoch"])
+def test_resume_equals_uninterrupted_run(tmp_path, interval) -> None:
+    # dropout (random masks), Adam state, the learning-rate schedule, the carried LSTM
+    # state and epoch boundaries all have to be restored for the losses and weights to
+    # match bit for bit
     model, train, valid = lm_setup()
-    full = make_trainer(model, train, valid, tmp_path / "full", 14)
+    full = make_trainer(model, train, valid, tmp_path / "full", 14, scheduler=schedule,
+                        scheduler_interval=interval)
     full.fit()
     reference = model.state_dict()
 
     model2, train, valid = lm_setup()
-    first = make_trainer(model2, train, valid, tmp_path / "split", 8)
+    first = make_trainer(model2, train, valid, tmp_path / "split", 8, scheduler=schedule,
+                         scheduler_interval=interval)
     first.fit()
     assert first.history == full.history[:8]
 
     model3, train, valid = lm_setup(seed=99)  # different initial weights: resume must overwrite them
-    second = make_trainer(model3, train, valid, tmp_path / "split", 14)
+    second = make_trainer(model3, train, valid, tmp_path / "split", 14, scheduler=schedule,
+                          scheduler_interval=interval)
     summary = second.fit(resume=tmp_path / "split" / "last.npz")
     assert summary.steps == 14
     assert second.history == full.history[8:]
     for name, value in model3.state_dict().items():
         np.testing.assert_array_equal(value, reference[name], err_msg=name)
+    assert second.optimizer.param_groups[0]["lr"] == full.optimizer.param_groups[0]["lr"] < 5e-3
 
 
 def test_checkpoints_logs_and_best(tmp_path) -> None:

@@ -106,7 +106,10 @@ class Trainer:
     """Train a :class:`~tinyseq.models.SequenceModel` on a :class:`DataSource`.
 
     optimizer: a name in :data:`OPTIMIZERS` (built with ``lr`` and ``weight_decay``) or
-    an optimizer instance. clip_norm: clip the joint gradient norm (None: no clipping).
+    an optimizer instance. scheduler: an optional learning-rate schedule (e.g.
+    ``optim.lr_scheduler.StepLR(trainer.optimizer, ...)``, or a function
+    ``optimizer -> schedule``), stepped every "epoch" or "step" (``scheduler_interval``)
+    and saved in checkpoints. clip_norm: clip the joint gradient norm (None: no clipping).
     Stops at the first of ``epochs``, ``max_steps`` and ``max_time`` (seconds of
     training, across resumes). eval_every: validate every N steps (default: once per
     epoch, and at the end). checkpoint_every: write ``last.npz`` every N steps (it is
@@ -123,6 +126,8 @@ class Trainer:
         valid_data: DataSource | None = None,
         *,
         optimizer: str | Any = "adam",
+        scheduler: Any = None,
+        scheduler_interval: str = "epoch",
         lr: float = 2e-3,
         weight_decay: float = 0.0,
         clip_norm: float | None = 5.0,
@@ -149,6 +154,12 @@ class Trainer:
             self.optimizer = OPTIMIZERS[key](model.parameters(), lr=lr, weight_decay=weight_decay)
         else:
             self.optimizer = optimizer
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+        if scheduler is not None and not hasattr(scheduler, "step"):
+            scheduler = scheduler(self.optimizer)  # a factory: optimizer -> schedule
+        self.scheduler = scheduler
+        self.scheduler_interval = scheduler_interval
         self.lr = lr
         self.clip_norm = clip_norm
         self.epochs = epochs
@@ -212,6 +223,8 @@ class Trainer:
         meta["model"] = {"kind": self.model.kind, "config": self.model.config}
         meta["trainer"] = self._trainer_state()
         meta["rng"] = backend.get_rng_state()
+        if self.scheduler is not None:
+            meta["scheduler"] = self.scheduler.state_dict()
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         save_checkpoint(path, self.model, self.optimizer, metadata=meta,
                         extra_arrays=_state_arrays(self.carried))
@@ -228,6 +241,8 @@ class Trainer:
         self.last_valid_step = t.get("last_valid_step")
         self.carried = _state_from(ckpt.arrays, t["carried_parts"], t["carried_single"], self.model.device)
         backend.set_rng_state(ckpt.metadata["rng"])
+        if self.scheduler is not None and "scheduler" in ckpt.metadata:
+            self.scheduler.load_state_dict(ckpt.metadata["scheduler"])
 
     # ---- logging -------------------------------------------------------------------------
     def _log(self, record: dict[str, Any]) -> None:
@@ -296,6 +311,8 @@ class Trainer:
         if not math.isfinite(norm):
             self._nonfinite("gradient norm", norm)
         self.optimizer.step()
+        if self.scheduler is not None and self.scheduler_interval == "step":
+            self.scheduler.step()
         if self.train_data.carries_state:
             self.carried = detach_state(result.state)
         return loss_value, norm
@@ -370,7 +387,7 @@ class Trainer:
                         window_tokens, window_start = 0, now
                         self._log({"event": "train", "step": self.step, "epoch": self.epoch,
                                    "loss": loss_value, "grad_norm": norm, "tokens_per_s": tps,
-                                   "time": self.elapsed})
+                                   "lr": self.optimizer.param_groups[0]["lr"], "time": self.elapsed})
                         if bar is not None:
                             bar.set_postfix(step=self.step, loss=f"{loss_value:.3f}",
                                             tok_s=f"{tps:,.0f}", refresh=False)
@@ -382,6 +399,8 @@ class Trainer:
                         self.epoch += 1
                         self.batch_in_epoch = 0
                         self.carried = None
+                        if self.scheduler is not None and self.scheduler_interval == "epoch":
+                            self.scheduler.step()
                         if self.eval_every is None and self.valid_data is not None:
                             last_valid = self._validate()
                     if self.eval_every and self.valid_data is not None and self.step % self.eval_every == 0:
