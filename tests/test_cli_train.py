@@ -146,3 +146,15 @@ def test_every_setting_has_a_flag_with_help(capsys) -> None:
     cfg = make_config()  # the main job's defaults, as the README states them
     assert (cfg.hidden_size, cfg.embedding_dim, cfg.seq_len, cfg.batch_size, cfg.lr, cfg.clip_norm,
             cfg.max_time, cfg.out) == (256, 64, 100, 16, 4e-3, 5.0, 150.0, "runs/charlm")
+
+
+def test_word_level_language_model_on_a_text_file(tmp_path, capsys) -> None:
+    (tmp_path / "t.txt").write_text("the cat sat on the mat . the dog sat on the log .\n" * 30)
+    assert main(["train", "--train", str(tmp_path / "t.txt"), "--level", "word", "--quick",
+                 "--valid-fraction", "0.2", "--out", str(tmp_path / "w"), "--no-progress"]) == 0
+    assert "vocabulary 12" in capsys.readouterr().out  # 8 words + 4 reserved tokens
+    assert main(["generate", "--checkpoint", str(tmp_path / "w" / "best.npz"), "--prime", "the cat",
+                 "--length", "6", "--seed", "0"]) == 0
+    words = capsys.readouterr().out.split()
+    assert words[:2] == ["the", "cat"] and len(words) == 8
+    assert set(words) <= {"the", "cat", "sat", "on", "mat", ".", "dog", "log"}

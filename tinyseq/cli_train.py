@@ -192,7 +192,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         _plots(trainer, cfg.out, cfg.cell)
     print(f"checkpoints and metrics log in {cfg.out}/ (best.npz, last.npz, metrics.jsonl)")
     if cfg.task == "lm" and best.get("bpc") is not None:
-        print(f"validation bits per character: {best['bpc']:.3f}; total time "
+        unit = "character" if cfg.level == "char" else "word"
+        print(f"validation bits per {unit}: {best['bpc']:.3f}; total time "
               f"{time.perf_counter() - t_start:.0f} s")
     return 0
 
