@@ -225,8 +225,13 @@ def _lm_samples(path: str, length: int, seed: int) -> None:
     for temp in (0.5, 1.0):
         ids = model.generate(vocab.encode_text(prime), length, temperature=temp, rng=seed,
                              exclude=_special_ids(vocab))
-        print(f"\n--- sample, temperature {temp} ---\n{prime}{vocab.decode_text(ids)}")
+        print(f"\n--- sample, temperature {temp} ---\n{prime}{_joiner(vocab)}{vocab.decode_text(ids)}")
     print()
+
+
+def _joiner(vocab: Any) -> str:
+    """What goes between the prime and the generated text: a space between words."""
+    return "" if vocab.level == "char" else " "
 
 
 def _special_ids(vocab: Any) -> list[int]:
@@ -279,7 +284,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                                  greedy=args.greedy, rng=args.seed, exclude=_special_ids(vocab))
             if len(temps) > 1:
                 print(f"--- temperature {temp} ---")
-            print(prime + vocab.decode_text(out))
+            print(prime + _joiner(vocab) + vocab.decode_text(out))
         return 0
     if model.kind in ("seq2seq", "one_to_many"):
         batch = _inputs_batch(model, vocabs, cfg, args.input)
