@@ -284,9 +284,20 @@ class CublasGemm:
             fn = getattr(lib, name)
             fn.restype = c_int
             fn.argtypes = [
-                c_void_p, c_int, c_int, c_int, c_int, c_int,
-                ctypes.POINTER(real), c_void_p, c_int, c_void_p, c_int,
-                ctypes.POINTER(real), c_void_p, c_int,
+                c_void_p,
+                c_int,
+                c_int,
+                c_int,
+                c_int,
+                c_int,
+                ctypes.POINTER(real),
+                c_void_p,
+                c_int,
+                c_void_p,
+                c_int,
+                ctypes.POINTER(real),
+                c_void_p,
+                c_int,
             ]
         lib.cublasSetStream_v2.argtypes = [c_void_p, c_void_p]
         # cuBLAS >= 11: a user workspace, so capture never allocates one mid-graph
@@ -324,7 +335,19 @@ class CublasGemm:
             a.shape, a.strides, b.shape, b.strides, out.shape, out.strides, a.itemsize
         )
         status = fn(
-            self.handle, ta, tb, m, n, k, ctypes.byref(one), b.data.ptr, ld_b,
-            a.data.ptr, ld_a, ctypes.byref(zero), out.data.ptr, ld_out,
+            self.handle,
+            ta,
+            tb,
+            m,
+            n,
+            k,
+            ctypes.byref(one),
+            b.data.ptr,
+            ld_b,
+            a.data.ptr,
+            ld_a,
+            ctypes.byref(zero),
+            out.data.ptr,
+            ld_out,
         )
         self._check(status, fn.__name__)

@@ -155,8 +155,7 @@ h[i] = p ? hp : hn;                                           // F8
         ),
         KernelSpec(
             "gru_backward",
-            "raw T dh_rec, raw T dy, raw T gates, raw T e, raw T h_prev, raw bool pad, "
-            "int64 H",
+            "raw T dh_rec, raw T dy, raw T gates, raw T e, raw T h_prev, raw bool pad, int64 H",
             "raw T dh_dir, raw T d, raw T dx",
             r"""
 const T rg = gates[r0];
@@ -312,9 +311,7 @@ class CudaPointwise:
         d: Array,
         relu: bool,
     ) -> None:
-        self._k("rnn_backward")(
-            dh_rec, dy, h, pad, h.shape[1], int(relu), dh_dir, d, size=h.size
-        )
+        self._k("rnn_backward")(dh_rec, dy, h, pad, h.shape[1], int(relu), dh_dir, d, size=h.size)
 
     def lstm_forward(
         self,
@@ -348,7 +345,17 @@ class CudaPointwise:
         standard: bool,
     ) -> None:
         self._k("lstm_backward")(
-            dh_rec, dy, gates, c, c_prev, pad, c.shape[1], int(standard), dh_dir, dc, d,
+            dh_rec,
+            dy,
+            gates,
+            c,
+            c_prev,
+            pad,
+            c.shape[1],
+            int(standard),
+            dh_dir,
+            dc,
+            d,
             size=c.size,
         )
 
@@ -388,7 +395,13 @@ class CudaPointwise:
     ) -> None:
         # the kernel's prologue reads pad[b]; rz never masks, so any (B,) bool array does
         self._k("gru_forward_rz")(
-            xw, rec_rz, h_prev, self._no_pad(h_prev), h_prev.shape[1], gates, rh,
+            xw,
+            rec_rz,
+            h_prev,
+            self._no_pad(h_prev),
+            h_prev.shape[1],
+            gates,
+            rh,
             size=h_prev.size,
         )
 
@@ -423,7 +436,13 @@ class CudaPointwise:
         self, xp: Any, drh: Array, gates: Array, h_prev: Array, d: Array, dh_dir: Array
     ) -> None:
         self._k("gru_backward_b")(
-            drh, gates, h_prev, self._no_pad(h_prev), h_prev.shape[1], d, dh_dir,
+            drh,
+            gates,
+            h_prev,
+            self._no_pad(h_prev),
+            h_prev.shape[1],
+            d,
+            dh_dir,
             size=h_prev.size,
         )
 

@@ -76,8 +76,8 @@ def forward(
         e = extra[t] if extra is not None else scratch
         if reset_after:
             xp.matmul(hp, w_hh_t, out=rec)
-            xp.add(xw_g[t, :2], rec_g[:2], out=rz)
-            xp.tanh(rz, out=rz)
+            xp.add(rec[:, : 2 * H], xw[t, :, : 2 * H], out=rec[:, : 2 * H])
+            xp.tanh(rec_g[:2], out=rz)  # also moves r, z into their blocks
             sigmoid_from_half_(xp, rz)
             if b_hn is not None:
                 xp.add(rec_g[2], b_hn, out=e)
@@ -86,8 +86,8 @@ def forward(
             xp.multiply(r, e, out=hn)  # hn as scratch until the end of the step
         else:
             xp.matmul(hp, w_hrz_t, out=rec)
-            xp.add(xw_g[t, :2], rec_g, out=rz)
-            xp.tanh(rz, out=rz)
+            xp.add(rec, xw[t, :, : 2 * H], out=rec)
+            xp.tanh(rec_g, out=rz)  # also moves r, z into their blocks
             sigmoid_from_half_(xp, rz)
             xp.multiply(r, hp, out=e)
             xp.matmul(e, w_hn_t, out=hn)

@@ -57,7 +57,6 @@ def forward(
     # the sigmoid gates' weights and biases halved: one tanh then serves all four gates
     bias = slot_bias(xp, add_biases(xp, b_ih, b_hh), 4, SLOT, halved=3)
     xw = input_product(xp, x, transposed_blocks(xp, w_ih, 4, SLOT, halved=3), bias)
-    xw_g = xw.reshape(T, B, 4, H).transpose(0, 2, 1, 3)
     shape = (T, 4, B, H)
     gates = xp.empty(shape, dtype=dt) if training else workspace.take(xp, shape, dt)
     hs = xp.empty((T + 1, B, H), dtype=dt)
@@ -77,8 +76,10 @@ def forward(
             cp, cn = cs[k % 2], cs[(k + 1) % 2]
         g = gates[t]
         xp.matmul(hp, w_hh_t, out=rec)
-        xp.add(xw_g[t], rec_g, out=g)
-        xp.tanh(g, out=g)
+        # add where both operands are row-major, then let tanh move the gates into
+        # their blocks (cheaper than an add that reads two transposed views)
+        xp.add(rec, xw[t], out=rec)
+        xp.tanh(rec_g, out=g)
         sigmoid_from_half_(xp, g[:3])
         i, f, o, gg = g[0], g[1], g[2], g[3]
         xp.multiply(f, cp, out=cn)

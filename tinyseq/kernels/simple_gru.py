@@ -45,7 +45,6 @@ def forward(
     # u's weights and bias halved: one tanh serves both gates (see sigmoid_from_half_)
     bias = slot_bias(xp, add_biases(xp, b_ih, b_hh), 2, (0, 1), halved=1)
     xw = input_product(xp, x, transposed_blocks(xp, w_ih, 2, (0, 1), halved=1), bias)
-    xw_g = xw.reshape(T, B, 2, H).transpose(0, 2, 1, 3)
     shape = (T, 2, B, H)
     gates = xp.empty(shape, dtype=dt) if training else workspace.take(xp, shape, dt)
     hs = xp.empty((T + 1, B, H), dtype=dt)
@@ -57,9 +56,9 @@ def forward(
         hp, hn = hs[t + steps.prev], hs[t + steps.new]
         g = gates[t]
         xp.matmul(hp, w_hh_t, out=rec)
-        xp.add(xw_g[t], rec_g, out=g)
+        xp.add(rec, xw[t], out=rec)
         u, cand = g[0], g[1]
-        xp.tanh(g, out=g)
+        xp.tanh(rec_g, out=g)  # also moves the gates into their blocks
         sigmoid_from_half_(xp, u)
         # c = c_prev + u * (c~ - c_prev)
         xp.subtract(cand, hp, out=hn)
