@@ -235,8 +235,8 @@ def _joiner(vocab: Any) -> str:
 
 
 def _special_ids(vocab: Any) -> list[int]:
-    """Ids a language model should never produce as text (pad, begin, end)."""
-    return [vocab.stoi[t] for t in ("<pad>", "<bos>", "<eos>") if t in vocab.specials]
+    """Ids a language model should never produce as text (the reserved tokens)."""
+    return [vocab.stoi[t] for t in vocab.specials]
 
 
 def _plots(trainer: Any, out: str, cell: str) -> None:
