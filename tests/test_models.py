@@ -239,3 +239,34 @@ def test_build_model_from_config_roundtrip() -> None:
         build_model("nope", {})
     with pytest.raises(ValueError, match="exactly one of vocab_size"):
         SequenceClassifier(2)
+
+
+def test_every_model_runs_on_the_test_device(device) -> None:
+    # one training step, an evaluation and decoding per model, with arrays of the device
+    ts.set_default_device(device)
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(1, 6, size=int(n)) for n in (3, 5, 2, 4)]
+    floats = [rng.normal(size=(len(s), 2)).astype(np.float32) for s in seqs]
+    cases = [
+        (SequenceClassifier(3, vocab_size=6, hidden_size=4, bidirectional=True),
+         SequenceDataset(seqs, [0, 1, 2, 1], 4)),
+        (SequenceClassifier(3, input_size=2, hidden_size=4, pooling="max"),
+         SequenceDataset(floats, [0, 1, 2, 1], 4)),
+        (SequenceTagger(3, vocab_size=6, hidden_size=4, tag_names=["O", "B-X", "I-X"]),
+         SequenceDataset(seqs, [s % 3 for s in seqs], 4, y_is_sequence=True)),
+        (SequenceRegressor(2, input_size=2, hidden_size=4), SequenceDataset(floats, floats, 4, y_is_sequence=True)),
+        (Seq2Seq(6, src_vocab_size=6, hidden_size=4, bidirectional=True, teacher_forcing=0.5),
+         SequenceDataset(seqs, [np.append(s[::-1], 3) for s in seqs], 4, y_is_sequence=True)),
+        (OneToMany(2, 6, hidden_size=4, cell="lstm", condition="both"),
+         SequenceDataset([f[0] for f in floats], [np.append(s, 3) for s in seqs], 4, x_is_sequence=False,
+                         y_is_sequence=True)),
+        (OneToOne(2, 4, num_classes=3), SequenceDataset([f[0] for f in floats], [0, 1, 2, 0], 4,
+                                                        x_is_sequence=False)),
+    ]
+    for model, data in cases:
+        assert model.device.name == device
+        trainer = Trainer(model, data, data, max_steps=2, progress=False)
+        trainer.fit()
+        assert np.isfinite(trainer.history).all() and trainer.evaluate()["loss"] > 0
+        if isinstance(model, (Seq2Seq, OneToMany)):
+            assert len(model.decode(data.collate(range(4)), max_len=3, method="beam", beam_width=2)) == 4
