@@ -67,6 +67,8 @@ def _layer_results(
     rng = np.random.default_rng(seed)
     shape = (B, T, n_in) if batch_first else (T, B, n_in)
     x = ts.tensor(rng.standard_normal(shape).astype(dtype), device=device, requires_grad=True)
+    with ts.no_grad():  # the inference path (no activations kept)
+        inference, _ = rnn(x, lengths=lengths)
     out, state = rnn(x, lengths=lengths)
     finals = list(state) if isinstance(state, tuple) else [state]
     w_out = ts.tensor(rng.standard_normal(out.shape).astype(dtype), device=device)
@@ -75,7 +77,7 @@ def _layer_results(
         loss = loss + (f * ts.tensor(rng.standard_normal(f.shape).astype(dtype), device=device)).sum()
     loss.backward()
     assert out.device.name == device
-    results = [out.detach().numpy(), *(f.detach().numpy() for f in finals)]
+    results = [inference.numpy(), out.detach().numpy(), *(f.detach().numpy() for f in finals)]
     results.append(x.grad.numpy())  # type: ignore[union-attr]
     results += [p.grad.numpy() for p in rnn.parameters()]  # type: ignore[union-attr]
     return results

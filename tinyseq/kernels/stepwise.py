@@ -34,7 +34,7 @@ from .gates import column_sums
 from .sequence import MaskInfo, Steps
 from .workspace import add_biases
 
-__all__ = ["Ops", "StepwiseKernel", "STEPWISE_KERNELS", "is_cupy", "eager_ops"]
+__all__ = ["Ops", "StepwiseKernel", "STEPWISE_KERNELS", "is_cupy", "eager_ops", "pointwise_for"]
 
 Array = Any
 Buffers = dict[str, Array]
