@@ -353,6 +353,7 @@ class Trainer:
         """
         if resume is not None:
             self.resume(resume)
+        self._stop_requested = False
         if self.out_dir:
             os.makedirs(self.out_dir, exist_ok=True)
         self.model.train()
