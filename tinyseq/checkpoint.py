@@ -152,6 +152,10 @@ def save_checkpoint(
             f"({err.strerror or err})"
         ) from err
     try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             _write_npz(f, arrays)
             f.flush()
