@@ -57,7 +57,7 @@ START = time.perf_counter()
 if QUICK:
     CHARS, EMBED, HIDDEN, BATCH, SEQ_LEN, STEPS = 60_000, 16, 64, 32, 50, 40
 else:
-    CHARS, EMBED, HIDDEN, BATCH, SEQ_LEN, STEPS = None, 32, 128, 64, 64, 800
+    CHARS, EMBED, HIDDEN, BATCH, SEQ_LEN, STEPS = None, 32, 128, 64, 64, 2000
 CELLS = ("rnn", "gru", "lstm")
 
 # %% [markdown]
