@@ -236,8 +236,9 @@ for cell in CELLS:
 # every length, while the simplified GRU and the GRU solve T = 50 and T = 100 within
 # about a thousand steps. The LSTM spends longer on the plateau at chance before its
 # error falls (about 3,000 steps at this learning rate; at T = 50 its 2,000 steps ran
-# out at MSE 0.023, on its way down from the plateau), then solves T = 100 too. At T = 200 the budget
-# is far too small for every cell: long dependencies need many more steps.
+# out at MSE 0.023, on its way down from the plateau), then solves T = 100 too. At
+# T = 200 the budget is far too small for every cell: long dependencies need many
+# more steps.
 #
 # Look at the milliseconds per step at T = 200: the vanilla RNN, the cheapest cell,
 # becomes the slowest. Its gradient vanishes so completely that, a hundred-odd steps
