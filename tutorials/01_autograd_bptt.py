@@ -335,6 +335,9 @@ for step in range(steps + 1):
 # Hand-written BPTT and tinyseq's autograd compute the same gradients (relative
 # difference around 1e-16, i.e. float64 rounding), the fused kernel and the step path
 # agree, and central differences confirm both.
+#
+# Measured in full mode on a shared 2-core CPU (one BLAS thread; see tutorials/README.md):
+# max relative difference 3.0e-16; the whole script takes about 2 s.
 
 # %%
 print(f"RESULT: hand-written BPTT and tinyseq autograd agree: max relative difference "

@@ -180,6 +180,10 @@ for temperature in (0.2, 0.5, 0.8, 1.0):
 # the same number of steps; the samples already have the shape of Python
 # documentation (words, punctuation, indentation, code-like fragments) even where the
 # words are invented.
+#
+# Measured in full mode on a shared 2-core CPU (one BLAS thread; see tutorials/README.md):
+# held-out bits per character after 2,000 steps: rnn 1.78, gru 1.66, lstm 1.69 (253 s
+# in all).
 
 # %%
 summary = ", ".join(f"{c} {results[c][0]['bpc']:.2f}" for c in CELLS)

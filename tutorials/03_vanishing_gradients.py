@@ -342,10 +342,16 @@ with np.errstate(all="ignore"):  # the unclipped run overflows on purpose
 # chance level: the lecture's point in numbers. The plot shows why — the gradient of
 # the final loss dies out within a few dozen steps in the vanilla RNN, but reaches the
 # beginning of the sequence through the gated cells' memory.
+#
+# Measured in full mode on a shared 2-core CPU (one BLAS thread; see tutorials/README.md):
+# at T = 100 the vanilla RNN ends at MSE 0.168 after 4,000 steps; the simplified GRU
+# reaches 0.0063 at step 900 (25 s), the GRU 0.0096 at step 1,200 (60 s), the LSTM
+# 0.0077 at step 3,400 (184 s); 543 s for the whole script.
 
 # %%
 if 100 in LENGTHS:
-    gated_ok = all(results[c, 100]["solved_at"] is not None for c in ("gru", "lstm"))
+    gated_ok = all(results[c, 100]["solved_at"] is not None
+                   for c in ("simple_gru", "gru", "lstm"))
     summary = ", ".join(f"{c} {results[c, 100]['mse']:.4f} ({results[c, 100]['seconds']:.0f} s)"
                         for c in CELLS)
     print(f"RESULT: adding problem T=100, final MSE: {summary}; gated cells solved: {gated_ok}; "

@@ -416,6 +416,11 @@ for name in ("random embeddings, trained", "pretrained vectors, frozen"):
 # generalises to adjectives it never saw labelled; the other guesses.
 #
 # ## Result
+#
+# Measured in full mode on a shared 2-core CPU (one BLAS thread; see tutorials/README.md):
+# was/were accuracy at distance 4 -> 40: rnn 49% -> 46%, gru and lstm 100% -> 100%,
+# rnn trained mostly on short sentences 100% -> 100%; sentiment of adjectives never
+# seen labelled: 55% with learned embeddings, 100% with the pretrained vectors (34 s).
 
 # %%
 far, near = max(DISTANCES), min(DISTANCES)

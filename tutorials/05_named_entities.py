@@ -367,6 +367,10 @@ for text in paragraph:
 # (capital letters, suffixes).
 #
 # ## Result
+#
+# Measured in full mode on a shared 2-core CPU (one BLAS thread; see tutorials/README.md):
+# entity F1 0.912 unidirectional vs 0.999 bidirectional; the ambiguous first word
+# right 49% vs 100% of the time (19 s).
 
 # %%
 uni, bi = scores["unidirectional"], scores["bidirectional"]

@@ -246,6 +246,10 @@ for text in ["July 14, 1989", "14 juillet 1989", "Freitag, 9. November 1989",
 
 # %% [markdown]
 # ## Result
+#
+# Measured in full mode on a shared 2-core CPU (one BLAS thread; see tutorials/README.md):
+# exact match on 1,000 test dates after 400 steps 74.2% greedy, 76.3% beam search;
+# after 2,000 steps 100% with both (77 s).
 
 # %%
 print(f"RESULT: date translation exact match after {EARLY} steps greedy {early['greedy'][0]:.1%} "
