@@ -25,15 +25,15 @@ Optional, for speed:
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from . import backend
+from .functional import linear, reuse_weights
 from .nn.init import uniform_
 from .nn.module import Module, Parameter
-from .tensor import Array, Tensor, _make, _mismatch, _unbroadcast, _wrap, is_grad_enabled
+from .tensor import Array, Tensor, _make, _wrap, is_grad_enabled
 
 __all__ = ["Cell", "GatedCell", "State", "linear", "chunk", "unbind", "reuse_weights"]
 
@@ -41,83 +41,6 @@ State = tuple[Tensor, ...]
 
 
 # ---- ops a cell's step needs, each one graph node ------------------------------------------
-_weight_scopes: list[dict[int, tuple[Array, Array]]] = []
-
-
-@contextlib.contextmanager
-def reuse_weights() -> Iterator[None]:
-    """Inside this block, ``linear`` keeps a contiguous W.T per Parameter and reuses it.
-
-    BLAS multiplies by a transposed view up to twice as slowly as by a contiguous
-    matrix at the small sizes of one time step, so the recurrent layer opens this
-    scope around a sequence: each weight is transposed once, not once per step.
-    Parameters must not change inside the block.
-    """
-    _weight_scopes.append({})
-    try:
-        yield
-    finally:
-        _weight_scopes.pop()
-
-
-def _transposed(weight: Tensor) -> Array:
-    wd = weight.data
-    if not _weight_scopes or not isinstance(weight, Parameter):
-        return wd.T
-    cache = _weight_scopes[-1]
-    hit = cache.get(id(weight))
-    if hit is not None and hit[0] is wd:
-        return hit[1]
-    wt = weight.device.xp.ascontiguousarray(wd.T)
-    cache[id(weight)] = (wd, wt)
-    return wt
-
-
-def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """x @ weight.T + bias as one graph node (PyTorch's F.linear).
-
-    x: (..., in), weight: (out, in) -> (..., out). bias: (out,), or any tensor that
-    broadcasts to the output — e.g. a step's hoisted input projection (B, out), which
-    saves a separate addition per step: ``linear(h, W_hh, x_t)`` = x_t + h @ W_hh.T.
-    """
-    if x.device is not weight.device or x.dtype != weight.dtype:
-        _mismatch(x, weight, "linear")
-    xd, wd = x.data, weight.data
-    if xd.shape[-1] != wd.shape[1]:
-        raise ValueError(
-            f"linear: input has {xd.shape[-1]} features, the weight {tuple(wd.shape)} "
-            f"expects {wd.shape[1]}"
-        )
-    lead = xd.shape[:-1]
-    x2 = xd.reshape(-1, xd.shape[-1]) if xd.ndim != 2 else xd
-    out = x2 @ _transposed(weight)
-    if xd.ndim != 2:
-        out = out.reshape(*lead, wd.shape[0])
-    if bias is None:
-        parents: tuple[Tensor, ...] = (x, weight)
-    else:
-        if bias.device is not x.device or bias.dtype != x.dtype:
-            _mismatch(x, bias, "linear")
-        if out.shape == bias.data.shape or bias.data.ndim < out.ndim:
-            out += bias.data  # in place: the product is a fresh array
-        else:
-            out = out + bias.data
-        parents = (x, weight, bias)
-
-    def backward(g: Array) -> tuple[Array | None, ...]:
-        g2 = g.reshape(-1, g.shape[-1]) if g.ndim != 2 else g
-        gx = (g2 @ wd).reshape(xd.shape) if x.requires_grad else None
-        gw = None
-        if weight.requires_grad:
-            # a one-row product is an outer product: BLAS's GEMM is slow at K = 1
-            gw = g2.T * x2 if x2.shape[0] == 1 else g2.T @ x2
-        if bias is None:
-            return gx, gw
-        return gx, gw, (_unbroadcast(g, bias.data.shape) if bias.requires_grad else None)
-
-    return _make(out, x.device, parents, backward)
-
-
 class _Sink:
     """What each piece hands its hub in backward: the real gradient went into a buffer."""
 

@@ -6,7 +6,8 @@ import math
 
 from .. import backend
 from ..backend import Device
-from ..tensor import Array, Tensor, custom
+from ..functional import linear
+from ..tensor import Tensor
 from . import init
 from .module import Module, Parameter
 
@@ -65,7 +66,7 @@ class Linear(Module):
                 f"Linear: input is {x.dtype} on {x.device.name} but the weight is {w.dtype} "
                 f"on {w.device.name}; move one with .to()"
             )
-        return _linear(x, w, b)
+        return linear(x, w, b)
 
     def extra_repr(self) -> str:
         return (
@@ -73,21 +74,3 @@ class Linear(Module):
             f"bias={self.bias is not None}"
         )
 
-
-def _linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
-    # one graph node: y = x W^T + b; the weight gradient is one GEMM over all leading dims
-    xd, wd = x.data, w.data
-    y = xd @ wd.T
-    if b is not None:
-        y += b.data
-    parents = (x, w) if b is None else (x, w, b)
-
-    def backward(g: Array) -> tuple[Array | None, ...]:
-        g2 = g.reshape(-1, g.shape[-1])
-        gx = (g @ wd) if x.requires_grad else None
-        gw = g2.T @ xd.reshape(-1, xd.shape[-1]) if w.requires_grad else None
-        if b is None:
-            return gx, gw
-        return gx, gw, (g2.sum(axis=0) if b.requires_grad else None)
-
-    return custom(y, parents, backward)
