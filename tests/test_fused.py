@@ -572,3 +572,42 @@ def test_workspace_byte_cap_evicts_oldest() -> None:
     big = np.empty(1000, np.float32)
     ws.give(np, big)  # larger than the whole cap: not kept
     assert ws.take(np, (1000,), np.float32) is not big
+
+
+def test_flush_subnormals_zeroes_only_subnormal_values(device: str) -> None:
+    from tinyseq.kernels.sequence import flush_subnormals
+
+    xp = ts.device(device).xp
+    tiny = np.finfo(np.float32).tiny
+    a = xp.asarray(np.array([1.0, -tiny, tiny / 4, -tiny / 8, 1e-30, 0.0], dtype=np.float32))
+    flush_subnormals(xp, a)
+    np.testing.assert_array_equal(
+        ts.backend.to_numpy(a), np.array([1.0, -tiny, 0.0, 0.0, 1e-30, 0.0], dtype=np.float32)
+    )
+
+
+def _steps_with_subnormal_dx(T: int) -> int:
+    # h = tanh(W_ih x + 0.5 h): the gradient from the last step halves (at least) per
+    # step, reaches float32's smallest normal after ~126 steps, then would spend ~23
+    # steps among subnormals before it underflows to zero
+    ts.manual_seed(0)
+    layer = ts.nn.Recurrent("rnn", 3, 4)
+    cell = layer.cell_at(0)
+    cell.weight_hh.data[...] = 0.5 * np.eye(4, dtype=np.float32)
+    cell.bias_ih.data[...] = 0
+    cell.bias_hh.data[...] = 0
+    x = ts.randn(T, 2, 3, requires_grad=True)
+    y, _ = layer(x)
+    y[-1].sum().backward()
+    dx = np.abs(ts.backend.to_numpy(x.grad.data))  # type: ignore[union-attr]
+    subnormal = (dx > 0) & (dx < np.finfo(np.float32).tiny)
+    return int(subnormal.reshape(T, -1).any(axis=1).sum())
+
+
+def test_vanishing_gradient_spends_few_steps_among_subnormals(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tinyseq.kernels import rnn, sequence
+
+    # entries cross into subnormals at different steps, so a few more than FLUSH_EVERY
+    assert _steps_with_subnormal_dx(250) <= 2 * sequence.FLUSH_EVERY
+    monkeypatch.setattr(rnn, "FLUSH_EVERY", 10**9)  # no flushing: many slow steps
+    assert _steps_with_subnormal_dx(250) > 2 * sequence.FLUSH_EVERY

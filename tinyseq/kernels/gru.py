@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .gates import column_sums, gate_blocks, input_product, slot_bias, transposed_blocks
-from .sequence import MaskInfo, Steps
+from .sequence import FLUSH_EVERY, MaskInfo, Steps, flush_subnormals
 from .workspace import sigmoid_from_half_, workspace
 
 __all__ = ["forward", "backward"]
@@ -132,7 +132,7 @@ def backward(
     t2 = workspace.take(xp, (B, H), dt)
     drh = workspace.take(xp, (B, H), dt)
     w_hrz, w_hn = w_hh[: 2 * H], w_hh[2 * H :]
-    for t in steps.backward_order:
+    for k, t in enumerate(steps.backward_order):
         if dy is not None:
             xp.add(dh, dy[t], out=dh)
         g, e = gates[t], extra[t]
@@ -181,6 +181,8 @@ def backward(
         if padded:
             xp.copyto(dhp, dh, where=mask.pad[t])
         dh, dhp = dhp, dh
+        if k % FLUSH_EVERY == FLUSH_EVERY - 1:
+            flush_subnormals(xp, dh)
     workspace.give(xp, t1, t2, drh)
     flat = d_all.reshape(T * B, 3 * H)
     x2 = x.reshape(T * B, n_in)

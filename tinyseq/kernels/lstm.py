@@ -21,7 +21,7 @@ from .gates import (
     transposed_blocks,
     weight_grads,
 )
-from .sequence import MaskInfo, Steps
+from .sequence import FLUSH_EVERY, MaskInfo, Steps, flush_subnormals
 from .workspace import add_biases, sigmoid_from_half_, workspace
 
 __all__ = ["forward", "backward"]
@@ -127,7 +127,7 @@ def backward(
     # for the sigmoid gates (slots i, f, o): ds = sigmoid'(pre), da = dL/d(activation)
     ds = workspace.take(xp, (3, B, H), dt)
     da = workspace.take(xp, (3, B, H), dt)
-    for t in steps.backward_order:
+    for k, t in enumerate(steps.backward_order):
         if dy is not None:
             xp.add(dh, dy[t], out=dh)
         g = gates[t]
@@ -169,6 +169,8 @@ def backward(
         if padded:
             xp.copyto(dhp, dh, where=mask.pad[t])
         dh, dhp = dhp, dh
+        if k % FLUSH_EVERY == FLUSH_EVERY - 1:
+            flush_subnormals(xp, dh, dc)
     workspace.give(xp, t1, dc_in, ds, da)
     flat = dgates.reshape(T * B, 4 * H)
     dx = xp.matmul(flat, w_ih).reshape(T, B, n_in) if need_dx else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .gates import column_sums, weight_grads
-from .sequence import MaskInfo, Steps
+from .sequence import FLUSH_EVERY, MaskInfo, Steps, flush_subnormals
 from .workspace import add_biases, workspace
 
 __all__ = ["forward", "backward"]
@@ -84,7 +84,7 @@ def backward(
     if dy is not None and mask is not None:
         dy = dy * mask.valid
     tmp = workspace.take(xp, (B, H), dt)
-    for t in steps.backward_order:
+    for k, t in enumerate(steps.backward_order):
         if dy is not None:
             xp.add(dh, dy[t], out=dh)
         h, d = hs[t + steps.new], dpre[t]
@@ -102,6 +102,8 @@ def backward(
         if padded:
             xp.copyto(dhp, dh, where=mask.pad[t])
         dh, dhp = dhp, dh
+        if k % FLUSH_EVERY == FLUSH_EVERY - 1:
+            flush_subnormals(xp, dh)
     workspace.give(xp, tmp)
     flat = dpre.reshape(T * B, H)
     dx = xp.matmul(flat, w_ih).reshape(T, B, n_in) if need_dx else None

@@ -15,7 +15,10 @@ import numpy as np
 
 from .. import backend
 
-__all__ = ["Steps", "MaskInfo"]
+__all__ = ["Steps", "MaskInfo", "flush_subnormals", "FLUSH_EVERY"]
+
+# backward loops flush subnormal gradients to zero every this many steps
+FLUSH_EVERY = 8
 
 Array = Any
 
@@ -77,3 +80,15 @@ class MaskInfo:
             return None
         info = MaskInfo(xp, mask, T, B)
         return info if any(info.padded_steps) else None
+
+
+def flush_subnormals(xp: Any, *arrays: Array) -> None:
+    """Set entries smaller than the dtype's smallest normal number to zero, in place.
+
+    Why: a vanishing gradient decays through subnormal numbers, and CPUs multiply those
+    up to ~100x more slowly, so a long backward pass would crawl (a vanilla RNN at
+    T = 200 took 30x longer per step than at T = 100). Such values are below 1e-38 in
+    float32: dropping them changes no result that matters.
+    """
+    for a in arrays:
+        xp.copyto(a, 0, where=xp.abs(a) < xp.finfo(a.dtype).tiny)

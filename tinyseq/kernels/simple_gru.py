@@ -17,7 +17,7 @@ from .gates import (
     transposed_blocks,
     weight_grads,
 )
-from .sequence import MaskInfo, Steps
+from .sequence import FLUSH_EVERY, MaskInfo, Steps, flush_subnormals
 from .workspace import add_biases, sigmoid_from_half_, workspace
 
 __all__ = ["forward", "backward"]
@@ -93,7 +93,7 @@ def backward(
         dy = dy * mask.valid
     t1 = workspace.take(xp, (B, H), dt)
     t2 = workspace.take(xp, (B, H), dt)
-    for t in steps.backward_order:
+    for k, t in enumerate(steps.backward_order):
         if dy is not None:
             xp.add(dh, dy[t], out=dh)
         g = gates[t]
@@ -123,6 +123,8 @@ def backward(
         if padded:
             xp.copyto(dhp, dh, where=mask.pad[t])
         dh, dhp = dhp, dh
+        if k % FLUSH_EVERY == FLUSH_EVERY - 1:
+            flush_subnormals(xp, dh)
     workspace.give(xp, t1, t2)
     flat = dgates.reshape(T * B, 2 * H)
     dx = xp.matmul(flat, w_ih).reshape(T, B, n_in) if need_dx else None
