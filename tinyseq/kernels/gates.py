@@ -97,6 +97,27 @@ def weight_grads(xp: Any, d: Array, x2: Array, h2: Array) -> tuple[Array, Array]
     return xp.matmul(x2.T, d).T, xp.matmul(h2.T, d).T
 
 
+def sequence_grads(
+    xp: Any, d: Array, x: Array, h_in: Array, w_ih: Array, has_bias: bool, need_dx: bool
+) -> tuple[Array | None, Array, Array, Array | None]:
+    """(dx, dW_ih, dW_hh, db) from the gate gradients of all steps, one GEMM each.
+
+    d: (T, B, G) gate gradients; x (T, B, I) the inputs; h_in (T, B, H) the state each
+    step read; w_ih (G, I). db is the one bias gradient shared by b_ih and b_hh.
+    """
+    T, B, n_in = x.shape
+    flat = d.reshape(T * B, d.shape[-1])
+    dx = xp.matmul(flat, w_ih).reshape(T, B, n_in) if need_dx else None
+    dw_ih, dw_hh = weight_grads(xp, flat, x.reshape(T * B, n_in), h_in.reshape(T * B, -1))
+    db = column_sums(xp, flat) if has_bias else None
+    return dx, dw_ih, dw_hh, db
+
+
+def initial_grad(xp: Any, g: Array | None, shape: tuple[int, ...], dtype: Any) -> Array:
+    """A fresh, writable copy of the gradient w.r.t. a final state (zeros if None)."""
+    return xp.zeros(shape, dtype=dtype) if g is None else g.astype(dtype, copy=True)
+
+
 def column_sums(xp: Any, d: Array) -> Array:
     """d.sum(axis=0) for a 2-D d, as a BLAS vector-matrix product (multithreaded)."""
     return xp.matmul(_ones(xp, d.shape[0], d.dtype), d)

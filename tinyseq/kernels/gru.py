@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .gates import column_sums, gate_blocks, input_product, slot_bias, transposed_blocks
+from .gates import (
+    column_sums,
+    gate_blocks,
+    initial_grad,
+    input_product,
+    slot_bias,
+    transposed_blocks,
+)
 from .sequence import FLUSH_EVERY, MaskInfo, Steps, flush_subnormals
 from .workspace import sigmoid_from_half_, workspace
 
@@ -124,7 +131,7 @@ def backward(
     # after, its n block is dn_pre * r and dn_pre itself (the input side) goes to dn_x
     d_all = workspace.take(xp, (T, B, 3 * H), dt)
     dn_x: Any = workspace.take(xp, (T, B, H), dt) if reset_after else None
-    dh = xp.zeros((B, H), dtype=dt) if d_state[0] is None else d_state[0].astype(dt, copy=True)
+    dh = initial_grad(xp, d_state[0], (B, H), dt)
     dhp = xp.empty((B, H), dtype=dt)
     if dy is not None and mask is not None:
         dy = dy * mask.valid

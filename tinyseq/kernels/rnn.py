@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .gates import column_sums, weight_grads
+from .gates import initial_grad, sequence_grads
 from .sequence import FLUSH_EVERY, MaskInfo, Steps, flush_subnormals
 from .workspace import add_biases, workspace
 
@@ -79,7 +79,7 @@ def backward(
     H = w_hh.shape[1]
     dt = x.dtype
     dpre = workspace.take(xp, (T, B, H), dt)
-    dh = xp.zeros((B, H), dtype=dt) if d_state[0] is None else d_state[0].astype(dt, copy=True)
+    dh = initial_grad(xp, d_state[0], (B, H), dt)
     dhp = xp.empty((B, H), dtype=dt)
     if dy is not None and mask is not None:
         dy = dy * mask.valid
@@ -105,11 +105,6 @@ def backward(
         if k % FLUSH_EVERY == FLUSH_EVERY - 1:
             flush_subnormals(xp, dh)
     workspace.give(xp, tmp)
-    flat = dpre.reshape(T * B, H)
-    dx = xp.matmul(flat, w_ih).reshape(T, B, n_in) if need_dx else None
-    dw_ih, dw_hh = weight_grads(
-        xp, flat, x.reshape(T * B, n_in), steps.inputs(hs).reshape(T * B, H)
-    )
-    db = column_sums(xp, flat) if has_bias else None
+    dx, dw_ih, dw_hh, db = sequence_grads(xp, dpre, x, steps.inputs(hs), w_ih, has_bias, need_dx)
     workspace.give(xp, dpre)
     return dx, dh, dw_ih, dw_hh, db, db

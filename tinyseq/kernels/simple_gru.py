@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from .gates import (
-    column_sums,
     gate_blocks,
+    initial_grad,
     input_product,
+    sequence_grads,
     slot_bias,
     transposed_blocks,
-    weight_grads,
 )
 from .sequence import FLUSH_EVERY, MaskInfo, Steps, flush_subnormals
 from .workspace import add_biases, sigmoid_from_half_, workspace
@@ -87,7 +87,7 @@ def backward(
     dt = x.dtype
     one = dt.type(1)
     dgates = workspace.take(xp, (T, B, 2 * H), dt)
-    dh = xp.zeros((B, H), dtype=dt) if d_state[0] is None else d_state[0].astype(dt, copy=True)
+    dh = initial_grad(xp, d_state[0], (B, H), dt)
     dhp = xp.empty((B, H), dtype=dt)
     if dy is not None and mask is not None:
         dy = dy * mask.valid
@@ -126,11 +126,6 @@ def backward(
         if k % FLUSH_EVERY == FLUSH_EVERY - 1:
             flush_subnormals(xp, dh)
     workspace.give(xp, t1, t2)
-    flat = dgates.reshape(T * B, 2 * H)
-    dx = xp.matmul(flat, w_ih).reshape(T, B, n_in) if need_dx else None
-    dw_ih, dw_hh = weight_grads(
-        xp, flat, x.reshape(T * B, n_in), steps.inputs(hs).reshape(T * B, H)
-    )
-    db = column_sums(xp, flat) if has_bias else None
+    dx, dw_ih, dw_hh, db = sequence_grads(xp, dgates, x, steps.inputs(hs), w_ih, has_bias, need_dx)
     workspace.give(xp, dgates)
     return dx, dh, dw_ih, dw_hh, db, db
