@@ -1,26 +1,28 @@
 """Fused LSTM over a whole sequence (NumPy-style in-place code; any numpy-like ``xp``).
 
 Gate order (i, f, g, o) as in PyTorch; ``variant="standard"`` gives h = o * tanh(c),
-``"lecture"`` h = o * c. Saved for backward: the activated gates (T, 4, B, H) and the
-states h, c (T + 1, B, H) each — 6 numbers per T*B*H; tanh(c) is recomputed.
+``"lecture"`` h = o * c. Saved for backward: the activated gates (T, 4H, B) and the
+states c (T + 1, H, B) and h (T + 1, B, H) — 6 numbers per T*B*H; tanh(c) is recomputed.
 
-Layout (see :mod:`.gates`): activations gate-major (T, 4, B, H) in slot order
-(i, f, o, g), so the three sigmoid gates are one contiguous block; gate gradients
-row-major (T, B, 4H) in PyTorch's order for the weight-gradient GEMMs.
+Layout (see :mod:`.columns`): each step works features x batch, so the recurrent
+product is W_hh (4H, H) @ h (H, B) with the weights as stored — no transposed copy —
+and every gate is a contiguous (H, B) block. Gate gradients go to a (4H, T, B) buffer,
+so dx, dW_ih and dW_hh are one GEMM each over all steps.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .gates import (
-    gate_blocks,
-    initial_grad,
-    input_product,
-    sequence_grads,
-    slot_bias,
-    transposed_blocks,
+from .columns import (
+    input_product_t,
+    sequence_grads_t,
+    step_blocks,
+    to_columns,
+    to_rows,
+    transposed,
 )
+from .gates import initial_grad
 from .sequence import FLUSH_EVERY, MaskInfo, Steps, flush_subnormals
 from .workspace import add_biases, sigmoid_from_half_, workspace
 
@@ -28,8 +30,11 @@ __all__ = ["forward", "backward"]
 
 Array = Any
 VARIANTS = ("standard", "lecture")
-# PyTorch gate k (i, f, g, o) is stored in slot SLOT[k]; the map is its own inverse
-SLOT = (0, 1, 3, 2)
+
+
+def _sigmoid_rows(H: int) -> tuple[slice, slice]:
+    """Row blocks of the sigmoid gates i, f (together) and o in a (4H, B) gate block."""
+    return slice(0, 2 * H), slice(3 * H, 4 * H)
 
 
 def forward(
@@ -53,35 +58,32 @@ def forward(
     H = w_hh.shape[1]
     dt = x.dtype
     steps = Steps(T, reverse)
-    # slot order (i, f, o, g): the three sigmoid gates are one contiguous block
-    # the sigmoid gates' weights and biases halved: one tanh then serves all four gates
-    bias = slot_bias(xp, add_biases(xp, b_ih, b_hh), 4, SLOT, halved=3)
-    xw = input_product(xp, x, transposed_blocks(xp, w_ih, 4, SLOT, halved=3), bias)
-    shape = (T, 4, B, H)
-    gates = xp.empty(shape, dtype=dt) if training else workspace.take(xp, shape, dt)
-    hs = xp.empty((T + 1, B, H), dtype=dt)
-    hs[steps.initial_slot()] = state[0]
+    sig = _sigmoid_rows(H)
+    half = dt.type(0.5)
+    xw_buf, xw = input_product_t(xp, x, w_ih, add_biases(xp, b_ih, b_hh))  # xw[t]: (4H, B)
+    gates = xp.empty((T, 4 * H, B), dtype=dt) if training else workspace.take(xp, (1, 4 * H, B), dt)
+    hs_c = workspace.take(xp, (T + 1, H, B), dt)  # states as columns, for the recurrence
+    to_columns(xp, state[0], out=hs_c[steps.initial_slot()])
     # inference keeps only two cell states and alternates between them
-    cs = xp.empty((T + 1, B, H) if training else (2, B, H), dtype=dt)
-    cs[steps.initial_slot() if training else 0] = state[1]
-    rec = workspace.take(xp, (B, 4 * H), dt)
-    rec_g = gate_blocks(rec, 4)
-    tmp = workspace.take(xp, (B, H), dt)
-    w_hh_t = transposed_blocks(xp, w_hh, 4, SLOT, halved=3)
+    cs = xp.empty((T + 1, H, B) if training else (2, H, B), dtype=dt)
+    to_columns(xp, state[1], out=cs[steps.initial_slot() if training else 0])
+    tmp = workspace.take(xp, (H, B), dt)
     for k, t in enumerate(steps.order):
-        hp, hn = hs[t + steps.prev], hs[t + steps.new]
+        hp, hn = hs_c[t + steps.prev], hs_c[t + steps.new]
         if training:
             cp, cn = cs[t + steps.prev], cs[t + steps.new]
         else:
             cp, cn = cs[k % 2], cs[(k + 1) % 2]
-        g = gates[t]
-        xp.matmul(hp, w_hh_t, out=rec)
-        # add where both operands are row-major, then let tanh move the gates into
-        # their blocks (cheaper than an add that reads two transposed views)
-        xp.add(rec, xw[t], out=rec)
-        xp.tanh(rec_g, out=g)
-        sigmoid_from_half_(xp, g[:3])
-        i, f, o, gg = g[0], g[1], g[2], g[3]
+        g = gates[t if training else 0]
+        xp.matmul(w_hh, hp, out=g)
+        xp.add(g, xw[t], out=g)
+        # one tanh for all gates: sigmoid(a) = 0.5 * tanh(a / 2) + 0.5 (no overflow)
+        xp.multiply(g[sig[0]], half, out=g[sig[0]])
+        xp.multiply(g[sig[1]], half, out=g[sig[1]])
+        xp.tanh(g, out=g)
+        sigmoid_from_half_(xp, g[sig[0]])
+        sigmoid_from_half_(xp, g[sig[1]])
+        i, f, gg, o = g[:H], g[H : 2 * H], g[2 * H : 3 * H], g[3 * H :]
         xp.multiply(f, cp, out=cn)
         xp.multiply(i, gg, out=tmp)
         xp.add(cn, tmp, out=cn)
@@ -91,19 +93,22 @@ def forward(
         else:
             xp.multiply(o, cn, out=hn)
         if mask is not None and mask.padded_steps[t]:
-            xp.copyto(hn, hp, where=mask.pad[t])
-            xp.copyto(cn, cp, where=mask.pad[t])
-    workspace.give(xp, rec, tmp, xw)
+            pad = mask.pad_columns[t]
+            xp.copyto(hn, hp, where=pad)
+            xp.copyto(cn, cp, where=pad)
+    workspace.give(xp, tmp, xw_buf)
 
+    hs = to_rows(xp, hs_c)  # (T + 1, B, H): outputs, and the states dW_hh reads
+    workspace.give(xp, hs_c)
     y = steps.outputs(hs)
     if mask is not None:
         y = y * mask.valid
     h_t = hs[steps.final_slot()].copy()
-    c_t = (cs[steps.final_slot()] if training else cs[T % 2]).copy()
+    c_t = to_rows(xp, cs[steps.final_slot()] if training else cs[T % 2])
     if not training:
         workspace.give(xp, gates)
         return y, (h_t, c_t), None
-    cache = (xp, x, w_ih, w_hh, bias is not None, gates, hs, cs, mask, steps, standard)
+    cache = (xp, x, w_ih, w_hh, b_ih is not None or b_hh is not None, gates, hs, cs, mask, steps, standard)
     return y, (h_t, c_t), cache
 
 
@@ -116,62 +121,63 @@ def backward(
     H = w_hh.shape[1]
     dt = x.dtype
     one = dt.type(1)
-    dgates = workspace.take(xp, (T, B, 4 * H), dt)
-    dh = initial_grad(xp, d_state[0], (B, H), dt)
-    dc = initial_grad(xp, d_state[1], (B, H), dt)
-    dhp = xp.empty((B, H), dtype=dt)
+    dgates_buf, dgates, dflat = step_blocks(xp, 4 * H, T, B, dt)
+    dh = to_columns(xp, initial_grad(xp, d_state[0], (B, H), dt))
+    dc = to_columns(xp, initial_grad(xp, d_state[1], (B, H), dt))
+    dhp = xp.empty((H, B), dtype=dt)
     if dy is not None and mask is not None:
         dy = dy * mask.valid
-    t1 = workspace.take(xp, (B, H), dt)
-    dc_in = workspace.take(xp, (B, H), dt)
-    # for the sigmoid gates (slots i, f, o): ds = sigmoid'(pre), da = dL/d(activation)
-    ds = workspace.take(xp, (3, B, H), dt)
-    da = workspace.take(xp, (3, B, H), dt)
+    w_hh_t = transposed(xp, w_hh)  # (H, 4H): dh = W_hh.T @ d, fastest from a stored copy
+    a = workspace.take(xp, (4 * H, B), dt)  # dL/d(activated gate), then the derivatives
+    ds = workspace.take(xp, (4 * H, B), dt)
+    t1 = workspace.take(xp, (H, B), dt)
+    dc_in = workspace.take(xp, (H, B), dt)
+    a_i, a_f, a_g, a_o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
     for k, t in enumerate(steps.backward_order):
         if dy is not None:
-            xp.add(dh, dy[t], out=dh)
+            xp.add(dh, dy[t].T, out=dh)
         g = gates[t]
-        i, f, o, gg = g[0], g[1], g[2], g[3]
+        i, f, gg, o = g[:H], g[H : 2 * H], g[2 * H : 3 * H], g[3 * H :]
         d = dgates[t]
-        d_g = gate_blocks(d, 4)  # PyTorch order: i, f, g, o
         c, cp = cs[t + steps.new], cs[t + steps.prev]
         padded = mask is not None and mask.padded_steps[t]
         if padded:
             xp.copyto(dc_in, dc)
-        # dc += dh * dh/dc; da[2] = dh * dh/do
+        # dc += dh * dh/dc; a_o = dh * dh/do
         if standard:
             xp.tanh(c, out=t1)
-            xp.multiply(dh, t1, out=da[2])
+            xp.multiply(dh, t1, out=a_o)
             xp.multiply(t1, t1, out=t1)
             xp.subtract(one, t1, out=t1)
             xp.multiply(t1, o, out=t1)
             xp.multiply(t1, dh, out=t1)
         else:
-            xp.multiply(dh, c, out=da[2])
+            xp.multiply(dh, c, out=a_o)
             xp.multiply(dh, o, out=t1)
         xp.add(dc, t1, out=dc)
-        xp.multiply(dc, gg, out=da[0])
-        xp.multiply(dc, cp, out=da[1])
-        xp.subtract(one, g[:3], out=ds)
-        xp.multiply(ds, g[:3], out=ds)
-        xp.multiply(da[:2], ds[:2], out=d_g[:2])
-        xp.multiply(da[2], ds[2], out=d_g[3])
-        # dg = dc * i * (1 - g**2)
+        xp.multiply(dc, gg, out=a_i)
+        xp.multiply(dc, cp, out=a_f)
+        xp.multiply(dc, i, out=a_g)
+        # sigmoid' = s (1 - s) on all rows at once (the g rows are not used); tanh' = 1 - g**2
+        xp.subtract(one, g, out=ds)
+        xp.multiply(ds, g, out=ds)
         xp.multiply(gg, gg, out=t1)
-        xp.subtract(one, t1, out=t1)
-        xp.multiply(t1, i, out=t1)
-        xp.multiply(t1, dc, out=d_g[2])
+        xp.subtract(one, t1, out=ds[2 * H : 3 * H])
+        xp.multiply(a, ds, out=d)
         xp.multiply(dc, f, out=dc)
         if padded:
-            xp.copyto(d, 0, where=mask.pad[t])
-            xp.copyto(dc, dc_in, where=mask.pad[t])
-        xp.matmul(d, w_hh, out=dhp)
+            pad = mask.pad_columns[t]
+            xp.copyto(d, 0, where=pad)
+            xp.copyto(dc, dc_in, where=pad)
+        xp.matmul(w_hh_t, d, out=dhp)
         if padded:
-            xp.copyto(dhp, dh, where=mask.pad[t])
+            xp.copyto(dhp, dh, where=pad)
         dh, dhp = dhp, dh
         if k % FLUSH_EVERY == FLUSH_EVERY - 1:
             flush_subnormals(xp, dh, dc)
-    workspace.give(xp, t1, dc_in, ds, da)
-    dx, dw_ih, dw_hh, db = sequence_grads(xp, dgates, x, steps.inputs(hs), w_ih, has_bias, need_dx)
-    workspace.give(xp, dgates)
-    return dx, dh, dc, dw_ih, dw_hh, db, db
+    workspace.give(xp, w_hh_t, a, ds, t1, dc_in)
+    dx, dw_ih, dw_hh, db = sequence_grads_t(
+        xp, dflat, x, steps.inputs(hs), w_ih, has_bias, need_dx
+    )
+    workspace.give(xp, dgates_buf)
+    return dx, to_rows(xp, dh), to_rows(xp, dc), dw_ih, dw_hh, db, db

@@ -1,0 +1,104 @@
+"""The features x batch ("columns") layout for the fused kernels.
+
+Each step keeps its gates as a (G, B) block and its state as (H, B): the recurrent
+product is then W_hh (G, H) @ h (H, B), which multiplies by the weights as stored
+(no transposed copy per call: a transposing copy of a 512 x 2048 matrix costs more
+than a dozen steps at batch 1), every gate is one contiguous (H, B) row block, and at
+small batches BLAS runs this product faster than the row-major h (B, H) @ W.T.
+The input product of all steps is one GEMM into (G, T, B); the gate gradients of all
+steps fill a (G, T, B) buffer, so dx, dW_ih, dW_hh and db are one GEMM each.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .gates import column_sums
+from .workspace import workspace
+
+__all__ = [
+    "transposed",
+    "step_blocks",
+    "input_product_t",
+    "to_columns",
+    "to_rows",
+    "sequence_grads_t",
+]
+
+Array = Any
+
+
+def transposed(xp: Any, w: Array) -> Array:
+    """A pooled contiguous copy of w.T (give it back when done).
+
+    Copied in blocks of 32 rows: a plain transposing copy strides through memory and
+    runs about four times slower on a 2048 x 512 matrix.
+    """
+    n = w.shape[0]
+    out = workspace.take(xp, (w.shape[1], n), w.dtype)
+    for i in range(0, n, 32):
+        xp.copyto(out[:, i : i + 32], w[i : i + 32].T)
+    return out
+
+
+def step_blocks(xp: Any, G: int, T: int, B: int, dtype: Any) -> tuple[Array, Array, Array]:
+    """A pooled buffer for T steps of (G, B) blocks: (buffer, steps view, flat view).
+
+    ``steps[t]`` is step t's (G, B) block and ``flat`` the (G, T*B) matrix of all
+    steps (the operand of the all-steps GEMMs). The memory is (G, T, B), so that flat
+    is a plain matrix, except at B = 1, where (T, G, 1) makes each step's block
+    contiguous and flat is a transposed view, which BLAS reads as well.
+    """
+    if B == 1:
+        buf = workspace.take(xp, (T, G, 1), dtype)
+        return buf, buf, buf.reshape(T, G).T
+    buf = workspace.take(xp, (G, T, B), dtype)
+    return buf, buf.transpose(1, 0, 2), buf.reshape(G, T * B)
+
+
+def input_product_t(xp: Any, x: Array, w_ih: Array, bias: Array | None) -> tuple[Array, Array]:
+    """w_ih (G, I) @ x_t + bias for all steps, one GEMM: (pooled buffer, (T, G, B) view).
+
+    x: (T, B, I); bias: (G,) or None. Step t's block is ``view[t]``.
+    """
+    T, B, n_in = x.shape
+    G = w_ih.shape[0]
+    buf, steps, flat = step_blocks(xp, G, T, B, x.dtype)
+    x2 = x.reshape(T * B, n_in)
+    if B == 1:
+        xp.matmul(x2, w_ih.T, out=flat.T)  # BLAS writes only a C-ordered output
+    else:
+        xp.matmul(w_ih, x2.T, out=flat)
+    if bias is not None:
+        xp.add(flat, bias[:, None], out=flat)
+    return buf, steps
+
+
+def to_columns(xp: Any, a: Array, out: Array | None = None) -> Array:
+    """a (B, H) as a fresh contiguous (H, B) array (into ``out`` when given)."""
+    if out is None:
+        return a.T.copy()
+    xp.copyto(out, a.T)
+    return out
+
+
+def to_rows(xp: Any, a: Array) -> Array:
+    """a (..., H, B) as a fresh contiguous (..., B, H) array (never a view of a)."""
+    return xp.swapaxes(a, -1, -2).copy()
+
+
+def sequence_grads_t(
+    xp: Any, flat: Array, x: Array, h_in: Array, w_ih: Array, has_bias: bool, need_dx: bool
+) -> tuple[Array | None, Array, Array, Array | None]:
+    """(dx, dW_ih, dW_hh, db) from the gate gradients of all steps, one GEMM each.
+
+    flat: (G, T*B) gate gradients (see :func:`step_blocks`); x (T, B, I) the inputs;
+    h_in (T, B, H) the states the steps read; w_ih (G, I). db is the one bias gradient
+    shared by b_ih and b_hh.
+    """
+    T, B, n_in = x.shape
+    dx = xp.matmul(flat.T, w_ih).reshape(T, B, n_in) if need_dx else None
+    dw_ih = xp.matmul(flat, x.reshape(T * B, n_in))
+    dw_hh = xp.matmul(flat, h_in.reshape(T * B, -1))
+    db = column_sums(xp, flat.T) if has_bias else None
+    return dx, dw_ih, dw_hh, db
