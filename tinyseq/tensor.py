@@ -904,19 +904,25 @@ def log(a: Tensor) -> Tensor:
 
 def tanh(a: Tensor) -> Tensor:
     """Hyperbolic tangent."""
-    out = a.device.xp.tanh(a.data)
+    xp = a.device.xp
+    out = xp.tanh(a.data)
 
     def backward(g: Array) -> tuple[Array]:
-        return (g * (1 - out * out),)
+        d = out * out  # one fresh array, the rest in place
+        xp.subtract(1, d, out=d)
+        d *= g
+        return (d,)
 
     return _make(out, a.device, (a,), backward)
 
 
 def _sigmoid_array(xp: Any, x: Array) -> Array:
-    # 0.5 * (1 + tanh(x/2)) is exact sigmoid and never overflows exp
-    out = xp.tanh(x * 0.5)
-    out += 1
+    # 0.5 * tanh(x / 2) + 0.5 is the exact sigmoid and never overflows exp; one fresh
+    # array, the other passes in place
+    out = xp.multiply(x, 0.5)
+    xp.tanh(out, out=out)
     out *= 0.5
+    out += 0.5
     return out
 
 
@@ -925,7 +931,10 @@ def sigmoid(a: Tensor) -> Tensor:
     out = _sigmoid_array(a.device.xp, a.data)
 
     def backward(g: Array) -> tuple[Array]:
-        return (g * out * (1 - out),)
+        d = 1 - out  # one fresh array, the rest in place
+        d *= out
+        d *= g
+        return (d,)
 
     return _make(out, a.device, (a,), backward)
 

@@ -4,23 +4,23 @@ Gates (r, z, n) as in PyTorch, h = (1 - z) * n + z * h_prev. ``reset_after=True`
 (PyTorch, cuDNN): n = tanh(W_in x + b_in + r * (W_hn h + b_hn)); ``reset_after=False``
 (the lecture): n = tanh(W_in x + b_in + W_hn (r * h) + b_hn), which needs a second
 recurrent product per step because r must be known before W_hn is applied.
-Saved for backward: the activated gates, gate-major (T, 3, B, H), the states
-(T + 1, B, H) and one (T, B, H) buffer — W_hn h + b_hn (reset after) or r * h (reset
-before): 5 numbers per T*B*H. Gate gradients are row-major (T, B, 3H) for the GEMMs.
+Layout: features x batch (:mod:`.columns`). Saved for backward: the activated gates
+(T, 3H, B), the states h (T + 1, B, H) and one (H, B) block per step — W_hn h + b_hn
+(reset after) or r * h (reset before): 5 numbers per T*B*H.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .gates import (
-    column_sums,
-    gate_blocks,
-    initial_grad,
-    input_product,
-    slot_bias,
-    transposed_blocks,
+from .columns import (
+    input_product_t,
+    step_blocks,
+    to_columns,
+    to_rows,
+    transposed,
 )
+from .gates import column_sums, initial_grad
 from .sequence import FLUSH_EVERY, MaskInfo, Steps, flush_subnormals
 from .workspace import sigmoid_from_half_, workspace
 
@@ -46,6 +46,7 @@ def forward(
     T, B, n_in = x.shape
     H = w_hh.shape[1]
     dt = x.dtype
+    half = dt.type(0.5)
     steps = Steps(T, reverse)
     # biases that are plain additions to a gate's pre-activation go in once, here
     b_hn = None
@@ -57,56 +58,62 @@ def forward(
         if b_hh is not None:
             if reset_after:
                 xp.add(bias[: 2 * H], b_hh[: 2 * H], out=bias[: 2 * H])
-                b_hn = b_hh[2 * H :]
+                b_hn = b_hh[2 * H :, None]
             else:
                 xp.add(bias, b_hh, out=bias)
-    # r and z have their weights and biases halved: sigmoid = 0.5 * tanh(pre / 2) + 0.5
-    order = (0, 1, 2)
-    bias = slot_bias(xp, bias, 3, order, halved=2)
-    xw = input_product(xp, x, transposed_blocks(xp, w_ih, 3, order, halved=2), bias)
-    xw_g = xw.reshape(T, B, 3, H).transpose(0, 2, 1, 3)
-    shape = (T, 3, B, H)
-    gates = xp.empty(shape, dtype=dt) if training else workspace.take(xp, shape, dt)
-    hs = xp.empty((T + 1, B, H), dtype=dt)
-    hs[steps.initial_slot()] = state[0]
-    # (T, B, H) per-step extra: W_hn h + b_hn (reset after) or r * h (reset before)
-    extra = xp.empty((T, B, H), dtype=dt) if training else None
-    scratch = workspace.take(xp, (B, H), dt)
-    rec = workspace.take(xp, (B, 3 * H if reset_after else 2 * H), dt)
-    rec_g = gate_blocks(rec, 3 if reset_after else 2)
-    w_hh_t = transposed_blocks(xp, w_hh, 3, order, halved=2)
-    w_hrz_t, w_hn_t = w_hh_t[:, : 2 * H], w_hh_t[:, 2 * H :]
+    xw_buf, xw = input_product_t(xp, x, w_ih, bias)  # xw[t]: (3H, B)
+    gates = xp.empty((T, 3 * H, B), dtype=dt) if training else workspace.take(xp, (1, 3 * H, B), dt)
+    hs_c = workspace.take(xp, (T + 1, H, B), dt)  # states as columns, for the recurrence
+    to_columns(xp, state[0], out=hs_c[steps.initial_slot()])
+    # per step: W_hn h + b_hn (reset after) or r * h (reset before); reset before, it is
+    # the operand of dW_hn, so it is kept in the all-steps GEMM layout
+    extra: Any = None
+    extra_flat: Any = None
+    if training:
+        if reset_after:
+            extra = xp.empty((T, H, B), dtype=dt)
+        else:
+            _, extra, extra_flat = step_blocks(xp, H, T, B, dt)
+    scratch = workspace.take(xp, (H, B), dt)
+    rec = workspace.take(xp, (3 * H, B), dt)
+    w_hrz, w_hn = w_hh[: 2 * H], w_hh[2 * H :]
     for t in steps.order:
-        hp, hn = hs[t + steps.prev], hs[t + steps.new]
-        g = gates[t]
-        rz, r, z, n = g[:2], g[0], g[1], g[2]
+        hp, hn = hs_c[t + steps.prev], hs_c[t + steps.new]
+        g = gates[t if training else 0]
+        rz, r, z, n = g[: 2 * H], g[:H], g[H : 2 * H], g[2 * H :]
+        x_t = xw[t]
         e = extra[t] if extra is not None else scratch
         if reset_after:
-            xp.matmul(hp, w_hh_t, out=rec)
-            xp.add(rec[:, : 2 * H], xw[t, :, : 2 * H], out=rec[:, : 2 * H])
-            xp.tanh(rec_g[:2], out=rz)  # also moves r, z into their blocks
-            sigmoid_from_half_(xp, rz)
+            xp.matmul(w_hh, hp, out=rec)
+        else:
+            xp.matmul(w_hrz, hp, out=rec[: 2 * H])
+        xp.add(rec[: 2 * H], x_t[: 2 * H], out=rz)
+        # sigmoid(a) = 0.5 * tanh(a / 2) + 0.5 (no overflow)
+        xp.multiply(rz, half, out=rz)
+        xp.tanh(rz, out=rz)
+        sigmoid_from_half_(xp, rz)
+        if reset_after:
             if b_hn is not None:
-                xp.add(rec_g[2], b_hn, out=e)
+                xp.add(rec[2 * H :], b_hn, out=e)
+            elif extra is not None:
+                xp.copyto(e, rec[2 * H :])
             else:
-                xp.copyto(e, rec_g[2])
+                e = rec[2 * H :]
             xp.multiply(r, e, out=hn)  # hn as scratch until the end of the step
         else:
-            xp.matmul(hp, w_hrz_t, out=rec)
-            xp.add(rec, xw[t, :, : 2 * H], out=rec)
-            xp.tanh(rec_g, out=rz)  # also moves r, z into their blocks
-            sigmoid_from_half_(xp, rz)
             xp.multiply(r, hp, out=e)
-            xp.matmul(e, w_hn_t, out=hn)
-        xp.add(xw_g[t, 2], hn, out=n)
+            xp.matmul(w_hn, e, out=hn)
+        xp.add(x_t[2 * H :], hn, out=n)
         xp.tanh(n, out=n)
         # h = n + z * (h_prev - n)
         xp.subtract(hp, n, out=hn)
         xp.multiply(hn, z, out=hn)
         xp.add(hn, n, out=hn)
         if mask is not None and mask.padded_steps[t]:
-            xp.copyto(hn, hp, where=mask.pad[t])
-    workspace.give(xp, scratch, rec, xw)
+            xp.copyto(hn, hp, where=mask.pad_columns[t])
+    workspace.give(xp, scratch, rec, xw_buf)
+    hs = to_rows(xp, hs_c)  # (T + 1, B, H): outputs, and the states dW_hh reads
+    workspace.give(xp, hs_c)
     y = steps.outputs(hs)
     if mask is not None:
         y = y * mask.valid
@@ -115,40 +122,43 @@ def forward(
         workspace.give(xp, gates)
         return y, (h_t,), None
     has_bias = (b_ih is not None, b_hh is not None)
-    return y, (h_t,), (xp, x, w_ih, w_hh, has_bias, gates, extra, hs, mask, steps, reset_after)
+    extras = (extra, extra_flat)
+    return y, (h_t,), (xp, x, w_ih, w_hh, has_bias, gates, extras, hs, mask, steps, reset_after)
 
 
 def backward(
     cache: Any, dy: Array | None, d_state: tuple[Array | None, ...], need_dx: bool = True
 ) -> tuple[Array | None, ...]:
     """Gradients (dx, dh0, dW_ih, dW_hh, db_ih, db_hh) from dy and (dh_T,)."""
-    xp, x, w_ih, w_hh, has_bias, gates, extra, hs, mask, steps, reset_after = cache
+    xp, x, w_ih, w_hh, has_bias, gates, (extra, extra_flat), hs, mask, steps, reset_after = cache
     T, B, n_in = x.shape
     H = w_hh.shape[1]
     dt = x.dtype
     one = dt.type(1)
     # d: gradients of the pre-activations as the recurrent product sees them; reset
     # after, its n block is dn_pre * r and dn_pre itself (the input side) goes to dn_x
-    d_all = workspace.take(xp, (T, B, 3 * H), dt)
-    dn_x: Any = workspace.take(xp, (T, B, H), dt) if reset_after else None
-    dh = initial_grad(xp, d_state[0], (B, H), dt)
-    dhp = xp.empty((B, H), dtype=dt)
+    d_buf, d_all, flat = step_blocks(xp, 3 * H, T, B, dt)
+    if reset_after:
+        dnx_buf, dn_x, dnx_flat = step_blocks(xp, H, T, B, dt)
+    dh = to_columns(xp, initial_grad(xp, d_state[0], (B, H), dt))
+    dhp = xp.empty((H, B), dtype=dt)
     if dy is not None and mask is not None:
         dy = dy * mask.valid
-    t1 = workspace.take(xp, (B, H), dt)
-    t2 = workspace.take(xp, (B, H), dt)
-    drh = workspace.take(xp, (B, H), dt)
-    w_hrz, w_hn = w_hh[: 2 * H], w_hh[2 * H :]
+    t1 = workspace.take(xp, (H, B), dt)
+    t2 = workspace.take(xp, (H, B), dt)
+    drh = workspace.take(xp, (H, B), dt)
+    hp = workspace.take(xp, (H, B), dt)
+    w_hh_t = transposed(xp, w_hh)  # (H, 3H): dh = W_hh.T @ d, fastest from a stored copy
+    w_hn_t = w_hh_t[:, 2 * H :]
     for k, t in enumerate(steps.backward_order):
         if dy is not None:
-            xp.add(dh, dy[t], out=dh)
-        g, e = gates[t], extra[t]
-        r, z, n = g[0], g[1], g[2]
+            xp.add(dh, dy[t].T, out=dh)
+        g = gates[t]
+        r, z, n = g[:H], g[H : 2 * H], g[2 * H :]
         d = d_all[t]
-        d_g = gate_blocks(d, 3)
-        hp = hs[t + steps.prev]
+        xp.copyto(hp, hs[t + steps.prev].T)  # one transposing read, then contiguous
         # dn_pre = dh * (1 - z) * (1 - n**2)
-        dnp = dn_x[t] if reset_after else d_g[2]
+        dnp = dn_x[t] if reset_after else d[2 * H :]
         xp.subtract(one, z, out=t1)
         xp.multiply(t1, dh, out=t1)
         xp.multiply(n, n, out=t2)
@@ -159,72 +169,68 @@ def backward(
         xp.multiply(t1, dh, out=t1)
         xp.subtract(one, z, out=t2)
         xp.multiply(t2, z, out=t2)
-        xp.multiply(t1, t2, out=d_g[1])
+        xp.multiply(t1, t2, out=d[H : 2 * H])
         padded = mask is not None and mask.padded_steps[t]
-        # dr_pre = (dn_pre * (W_hn h + b_hn)  or  (dn_pre W_hn) * h_prev) * r * (1 - r)
+        # dr_pre = (dn_pre * (W_hn h + b_hn)  or  (W_hn.T dn_pre) * h_prev) * r * (1 - r)
         if reset_after:
-            xp.multiply(dnp, e, out=t1)
+            xp.multiply(dnp, extra[t], out=t1)
         else:
-            xp.matmul(dnp, w_hn, out=drh)  # gradient of r * h_prev
+            xp.matmul(w_hn_t, dnp, out=drh)  # gradient of r * h_prev
             xp.multiply(drh, hp, out=t1)
         xp.subtract(one, r, out=t2)
         xp.multiply(t2, r, out=t2)
-        xp.multiply(t1, t2, out=d_g[0])
+        xp.multiply(t1, t2, out=d[:H])
         if reset_after:
-            xp.multiply(dnp, r, out=d_g[2])
+            xp.multiply(dnp, r, out=d[2 * H :])
             if padded:
-                xp.copyto(d, 0, where=mask.pad[t])
-                xp.copyto(dnp, 0, where=mask.pad[t])
-            xp.matmul(d, w_hh, out=dhp)
+                pad = mask.pad_columns[t]
+                xp.copyto(d, 0, where=pad)
+                xp.copyto(dnp, 0, where=pad)
+            xp.matmul(w_hh_t, d, out=dhp)
         else:
             if padded:
-                xp.copyto(d, 0, where=mask.pad[t])
-            xp.matmul(d[:, : 2 * H], w_hrz, out=dhp)
+                xp.copyto(d, 0, where=mask.pad_columns[t])
+            xp.matmul(w_hh_t[:, : 2 * H], d[: 2 * H], out=dhp)
             xp.multiply(drh, r, out=drh)
             xp.add(dhp, drh, out=dhp)
         # direct path: dh_prev += dh * z
         xp.multiply(dh, z, out=t1)
         xp.add(dhp, t1, out=dhp)
         if padded:
-            xp.copyto(dhp, dh, where=mask.pad[t])
+            xp.copyto(dhp, dh, where=mask.pad_columns[t])
         dh, dhp = dhp, dh
         if k % FLUSH_EVERY == FLUSH_EVERY - 1:
             flush_subnormals(xp, dh)
-    workspace.give(xp, t1, t2, drh)
-    flat = d_all.reshape(T * B, 3 * H)
+    workspace.give(xp, t1, t2, drh, hp, w_hh_t)
     x2 = x.reshape(T * B, n_in)
     h_in = steps.inputs(hs).reshape(T * B, H)
+    dw_ih = xp.empty((3 * H, n_in), dtype=dt)
+    dw_hh = xp.empty((3 * H, H), dtype=dt)
     if reset_after:
-        dnx = dn_x.reshape(T * B, H)
         dx = None
         if need_dx:
-            dx = xp.matmul(flat[:, : 2 * H], w_ih[: 2 * H])
-            dx += xp.matmul(dnx, w_ih[2 * H :])
+            dx = xp.matmul(flat[: 2 * H].T, w_ih[: 2 * H])
+            dx += xp.matmul(dnx_flat.T, w_ih[2 * H :])
             dx = dx.reshape(T, B, n_in)
-        # (I, 3H) = x2.T @ [d_rz | dn_x], handed back as its transposed view
-        dw_ih_t = xp.empty((n_in, 3 * H), dtype=dt)
-        xp.matmul(x2.T, flat[:, : 2 * H], out=dw_ih_t[:, : 2 * H])
-        xp.matmul(x2.T, dnx, out=dw_ih_t[:, 2 * H :])
-        dw_ih = dw_ih_t.T
-        dw_hh = xp.matmul(h_in.T, flat).T
-        db_hh = column_sums(xp, flat) if has_bias[1] else None
+        xp.matmul(flat[: 2 * H], x2, out=dw_ih[: 2 * H])
+        xp.matmul(dnx_flat, x2, out=dw_ih[2 * H :])
+        xp.matmul(flat, h_in, out=dw_hh)
+        db_hh = column_sums(xp, flat.T) if has_bias[1] else None
         db_ih = None
         if has_bias[0]:
             db_ih = xp.empty((3 * H,), dtype=dt)
             db_ih[: 2 * H] = (
-                db_hh[: 2 * H] if db_hh is not None else column_sums(xp, flat[:, : 2 * H])
+                db_hh[: 2 * H] if db_hh is not None else column_sums(xp, flat[: 2 * H].T)
             )
-            db_ih[2 * H :] = column_sums(xp, dnx)
-        workspace.give(xp, dn_x)
+            db_ih[2 * H :] = column_sums(xp, dnx_flat.T)
+        workspace.give(xp, dnx_buf)
     else:
-        dx = xp.matmul(flat, w_ih).reshape(T, B, n_in) if need_dx else None
-        dw_ih = xp.matmul(x2.T, flat).T
-        dw_hh_t = xp.empty((H, 3 * H), dtype=dt)
-        xp.matmul(h_in.T, flat[:, : 2 * H], out=dw_hh_t[:, : 2 * H])
-        xp.matmul(extra.reshape(T * B, H).T, flat[:, 2 * H :], out=dw_hh_t[:, 2 * H :])
-        dw_hh = dw_hh_t.T
-        db = column_sums(xp, flat) if any(has_bias) else None
+        dx = xp.matmul(flat.T, w_ih).reshape(T, B, n_in) if need_dx else None
+        xp.matmul(flat, x2, out=dw_ih)
+        xp.matmul(flat[: 2 * H], h_in, out=dw_hh[: 2 * H])
+        xp.matmul(flat[2 * H :], extra_flat.T, out=dw_hh[2 * H :])
+        db = column_sums(xp, flat.T) if any(has_bias) else None
         db_ih = db if has_bias[0] else None
         db_hh = db if has_bias[1] else None
-    workspace.give(xp, d_all)
-    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+    workspace.give(xp, d_buf)
+    return dx, to_rows(xp, dh), dw_ih, dw_hh, db_ih, db_hh

@@ -68,6 +68,7 @@ def forward(
     cs = xp.empty((T + 1, H, B) if training else (2, H, B), dtype=dt)
     to_columns(xp, state[1], out=cs[steps.initial_slot() if training else 0])
     tmp = workspace.take(xp, (H, B), dt)
+    rec = workspace.take(xp, (4 * H, B), dt)
     for k, t in enumerate(steps.order):
         hp, hn = hs_c[t + steps.prev], hs_c[t + steps.new]
         if training:
@@ -75,8 +76,9 @@ def forward(
         else:
             cp, cn = cs[k % 2], cs[(k + 1) % 2]
         g = gates[t if training else 0]
-        xp.matmul(w_hh, hp, out=g)
-        xp.add(g, xw[t], out=g)
+        # the product goes to a warm scratch block; the add then writes the gates
+        xp.matmul(w_hh, hp, out=rec)
+        xp.add(rec, xw[t], out=g)
         # one tanh for all gates: sigmoid(a) = 0.5 * tanh(a / 2) + 0.5 (no overflow)
         xp.multiply(g[sig[0]], half, out=g[sig[0]])
         xp.multiply(g[sig[1]], half, out=g[sig[1]])
@@ -96,7 +98,7 @@ def forward(
             pad = mask.pad_columns[t]
             xp.copyto(hn, hp, where=pad)
             xp.copyto(cn, cp, where=pad)
-    workspace.give(xp, tmp, xw_buf)
+    workspace.give(xp, tmp, rec, xw_buf)
 
     hs = to_rows(xp, hs_c)  # (T + 1, B, H): outputs, and the states dW_hh reads
     workspace.give(xp, hs_c)
