@@ -1,4 +1,5 @@
-"""Gate layouts for the fused kernels: gate-major activations, row-major gradients.
+"""The batch x features ("rows") layout of the rnn and simple_gru kernels, and helpers
+both layouts share (``column_sums``, ``initial_grad``).
 
 Activations are stored (T, G, B, H): each step's gates are one contiguous block and
 each gate a contiguous (B, H) piece of it, so element-wise work runs on contiguous
