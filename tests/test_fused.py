@@ -10,6 +10,7 @@ import pytest
 
 import tinyseq as ts
 from tinyseq import fused
+from tinyseq.kernels import KERNELS as fused_kernels
 from tinyseq.kernels import Workspace
 from tinyseq.testing.gradcheck import gradcheck
 
@@ -442,6 +443,35 @@ def test_backward_twice_with_retain_graph() -> None:
     once = x.grad.data.copy()
     loss.backward()
     np.testing.assert_allclose(x.grad.data, 2 * once, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind,opts", [v for v in VARIANTS if v[0] in ("gru", "lstm")],
+                         ids=[i for i, v in zip(IDS, VARIANTS) if v[0] in ("gru", "lstm")])
+def test_saved_buffers_are_pooled_after_the_last_backward(
+    kind: str, opts: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = Workspace()
+    monkeypatch.setattr(fused_kernels[kind], "workspace", pool)
+    T, B, H = 5, 2, 4
+    gates = (T, GATES[kind] * H, B)
+
+    def train(retain: bool) -> tuple[Any, list[np.ndarray]]:
+        cell = FakeCell(kind, 3, H, np.float64)
+        x, state = make_inputs(kind, T, B, 3, H, np.float64)
+        res = fused.run(kind, cell, x, state, None, False, **opts)
+        assert res is not None
+        loss = res[0].sum()
+        loss.backward(retain_graph=retain)
+        return loss, [x.grad.data.copy(), cell.weight_hh.grad.data.copy()]
+
+    loss, kept = train(retain=True)
+    assert not any(k[1] == gates for k in pool._free)  # still saved for a second backward
+    loss.backward()
+    assert any(k[1] == gates and v for k, v in pool._free.items())  # handed back
+    _, again = train(retain=False)  # a run on recycled buffers gives the same gradients
+    for a, b in zip(kept, again):
+        np.testing.assert_array_equal(a, b)
+    assert any(k[1] == gates and v for k, v in pool._free.items())
 
 
 def test_only_final_state_used_and_no_input_grad() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from .kernels import MaskInfo
 from .kernels.cuda_graph import use_cuda_graphs
 from .kernels.dispatch import kernels_for
-from .tensor import Tensor, _wrap, custom_multi, is_grad_enabled
+from .tensor import Tensor, _wrap, custom_multi, graph_is_retained, is_grad_enabled
 
 __all__ = ["run", "SUPPORTED_DEVICES", "use_cuda_graphs"]
 
@@ -88,6 +88,9 @@ def run(
     def backward(grads: list[Any]) -> list[Any]:
         dy, d_final = grads[0], tuple(grads[1:])
         dx, *rest = kernel.backward(cache, dy, d_final, need_dx)
+        release = getattr(kernel, "release", None)
+        if release is not None and not graph_is_retained():
+            release(cache)  # the saved buffers go back to the scratch pool
         d_state, (dw_ih, dw_hh, db_ih, db_hh) = rest[:n_state], rest[n_state:]
         out = [dx, *d_state, dw_ih, dw_hh]
         if has[0]:

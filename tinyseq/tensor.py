@@ -41,6 +41,19 @@ def is_grad_enabled() -> bool:
     return _GradMode.enabled
 
 
+class _BackwardPass:
+    retain_graph = False  # that of the backward pass running now
+
+
+def graph_is_retained() -> bool:
+    """Inside a backward function: whether this pass keeps the graph (retain_graph=True).
+
+    When it does not, the node is never run again, so a backward function may hand
+    its saved buffers back to a scratch pool for reuse.
+    """
+    return _BackwardPass.retain_graph
+
+
 class _GradModeContext(contextlib.ContextDecorator):
     """Sets the recording mode on entry and restores the previous one on exit."""
 
@@ -525,6 +538,15 @@ def _identity_backward(g: Array) -> tuple[Array]:
 
 
 def _run_backward(root: Tensor, grad: Array, retain_graph: bool) -> None:
+    outer = _BackwardPass.retain_graph
+    _BackwardPass.retain_graph = retain_graph
+    try:
+        _walk_backward(root, grad, retain_graph)
+    finally:
+        _BackwardPass.retain_graph = outer
+
+
+def _walk_backward(root: Tensor, grad: Array, retain_graph: bool) -> None:
     # Kahn's algorithm, no recursion (deep graphs are fine): first count how many
     # consumers each node has in this graph, then visit a node once all of them have
     # sent it their gradient.

@@ -2,7 +2,9 @@
 
 Each kernel module has ``forward(xp, x, state, w_ih, w_hh, b_ih, b_hh, mask, reverse,
 training, **options) -> (y, final_state, cache)`` and ``backward(cache, dy, d_state,
-need_dx) -> (dx, *d_state0, dW_ih, dW_hh, db_ih, db_hh)`` on raw arrays. They are
+need_dx) -> (dx, *d_state0, dW_ih, dW_hh, db_ih, db_hh)`` on raw arrays, and
+optionally ``release(cache)``, called after a backward that does not retain the graph,
+which hands the saved buffers back to the scratch pool. They are
 written against the array module ``xp`` with NumPy-style in-place calls (``out=``),
 so they run on ``cpu`` and ``testcpu``; :mod:`tinyseq.fused` turns them into one
 autograd node.
@@ -20,8 +22,10 @@ for dh plus one GEMM each for dx, dW_ih and dW_hh over all steps. Two step layou
   small gates per step, the columns layout's extra transposing passes cost more than
   they save (vanilla RNN, batch 64: training 1.19x instead of 0.96x of PyTorch).
 
-Scratch buffers come from a bounded pool (:mod:`.workspace`); nothing derived from the
-weights is cached across calls, so an optimizer step is always seen.
+Scratch buffers, and the gru and lstm saved buffers, come from a bounded pool
+(:mod:`.workspace`): fresh arrays of a few MB cost page faults on every call (at
+config S they were a fifth of an LSTM training step). Nothing derived from the weights
+is cached across calls, so an optimizer step is always seen.
 """
 
 from __future__ import annotations

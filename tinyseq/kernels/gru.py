@@ -24,7 +24,7 @@ from .gates import column_sums, initial_grad
 from .sequence import FLUSH_EVERY, MaskInfo, Steps, flush_subnormals
 from .workspace import sigmoid_from_half_, workspace
 
-__all__ = ["forward", "backward"]
+__all__ = ["forward", "backward", "release"]
 
 Array = Any
 
@@ -62,18 +62,20 @@ def forward(
             else:
                 xp.add(bias, b_hh, out=bias)
     xw_buf, xw = input_product_t(xp, x, w_ih, bias)  # xw[t]: (3H, B)
-    gates = xp.empty((T, 3 * H, B), dtype=dt) if training else workspace.take(xp, (1, 3 * H, B), dt)
+    # pooled even when saved: release() hands them back once backward has run
+    gates = workspace.take(xp, (T if training else 1, 3 * H, B), dt)
     hs_c = workspace.take(xp, (T + 1, H, B), dt)  # states as columns, for the recurrence
     to_columns(xp, state[0], out=hs_c[steps.initial_slot()])
     # per step: W_hn h + b_hn (reset after) or r * h (reset before); reset before, it is
     # the operand of dW_hn, so it is kept in the all-steps GEMM layout
+    extra_buf: Any = None
     extra: Any = None
     extra_flat: Any = None
     if training:
         if reset_after:
-            extra = xp.empty((T, H, B), dtype=dt)
+            extra = extra_buf = workspace.take(xp, (T, H, B), dt)
         else:
-            _, extra, extra_flat = step_blocks(xp, H, T, B, dt)
+            extra_buf, extra, extra_flat = step_blocks(xp, H, T, B, dt)
     scratch = workspace.take(xp, (H, B), dt)
     rec = workspace.take(xp, (3 * H, B), dt)
     w_hrz, w_hn = w_hh[: 2 * H], w_hh[2 * H :]
@@ -122,7 +124,7 @@ def forward(
         workspace.give(xp, gates)
         return y, (h_t,), None
     has_bias = (b_ih is not None, b_hh is not None)
-    extras = (extra, extra_flat)
+    extras = (extra_buf, extra, extra_flat)
     return y, (h_t,), (xp, x, w_ih, w_hh, has_bias, gates, extras, hs, mask, steps, reset_after)
 
 
@@ -130,7 +132,8 @@ def backward(
     cache: Any, dy: Array | None, d_state: tuple[Array | None, ...], need_dx: bool = True
 ) -> tuple[Array | None, ...]:
     """Gradients (dx, dh0, dW_ih, dW_hh, db_ih, db_hh) from dy and (dh_T,)."""
-    xp, x, w_ih, w_hh, has_bias, gates, (extra, extra_flat), hs, mask, steps, reset_after = cache
+    xp, x, w_ih, w_hh, has_bias, gates, extras, hs, mask, steps, reset_after = cache
+    extra, extra_flat = extras[1:]
     T, B, n_in = x.shape
     H = w_hh.shape[1]
     dt = x.dtype
@@ -234,3 +237,9 @@ def backward(
         db_hh = db if has_bias[1] else None
     workspace.give(xp, d_buf)
     return dx, to_rows(xp, dh), dw_ih, dw_hh, db_ih, db_hh
+
+
+def release(cache: Any) -> None:
+    """Hand the saved buffers back to the scratch pool (backward will not run again)."""
+    xp, gates, extras = cache[0], cache[5], cache[6]
+    workspace.give(xp, gates, extras[0])

@@ -26,7 +26,7 @@ from .gates import initial_grad
 from .sequence import FLUSH_EVERY, MaskInfo, Steps, flush_subnormals
 from .workspace import add_biases, sigmoid_from_half_, workspace
 
-__all__ = ["forward", "backward"]
+__all__ = ["forward", "backward", "release"]
 
 Array = Any
 VARIANTS = ("standard", "lecture")
@@ -61,11 +61,12 @@ def forward(
     sig = _sigmoid_rows(H)
     half = dt.type(0.5)
     xw_buf, xw = input_product_t(xp, x, w_ih, add_biases(xp, b_ih, b_hh))  # xw[t]: (4H, B)
-    gates = xp.empty((T, 4 * H, B), dtype=dt) if training else workspace.take(xp, (1, 4 * H, B), dt)
+    # pooled even when saved: release() hands them back once backward has run
+    gates = workspace.take(xp, (T if training else 1, 4 * H, B), dt)
     hs_c = workspace.take(xp, (T + 1, H, B), dt)  # states as columns, for the recurrence
     to_columns(xp, state[0], out=hs_c[steps.initial_slot()])
     # inference keeps only two cell states and alternates between them
-    cs = xp.empty((T + 1, H, B) if training else (2, H, B), dtype=dt)
+    cs = workspace.take(xp, (T + 1 if training else 2, H, B), dt)
     to_columns(xp, state[1], out=cs[steps.initial_slot() if training else 0])
     tmp = workspace.take(xp, (H, B), dt)
     rec = workspace.take(xp, (4 * H, B), dt)
@@ -108,7 +109,7 @@ def forward(
     h_t = hs[steps.final_slot()].copy()
     c_t = to_rows(xp, cs[steps.final_slot()] if training else cs[T % 2])
     if not training:
-        workspace.give(xp, gates)
+        workspace.give(xp, gates, cs)
         return y, (h_t, c_t), None
     cache = (xp, x, w_ih, w_hh, b_ih is not None or b_hh is not None, gates, hs, cs, mask, steps, standard)
     return y, (h_t, c_t), cache
@@ -183,3 +184,9 @@ def backward(
     )
     workspace.give(xp, dgates_buf)
     return dx, to_rows(xp, dh), to_rows(xp, dc), dw_ih, dw_hh, db, db
+
+
+def release(cache: Any) -> None:
+    """Hand the saved buffers back to the scratch pool (backward will not run again)."""
+    xp, _, _, _, _, gates, _, cs = cache[:8]
+    workspace.give(xp, gates, cs)
