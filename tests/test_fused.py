@@ -12,6 +12,7 @@ import tinyseq as ts
 from tinyseq import fused
 from tinyseq.kernels import KERNELS as fused_kernels
 from tinyseq.kernels import Workspace
+from tinyseq.kernels.columns import InputSteps
 from tinyseq.testing.gradcheck import gradcheck
 
 GATES = {"rnn": 1, "simple_gru": 2, "gru": 3, "lstm": 4}
@@ -221,6 +222,36 @@ def test_fused_matches_step_reference_float32(kind: str, opts: dict[str, Any]) -
     got, ref = run_both(kind, opts, 7, 3, 6, 5, np.float32, mask, reverse=True)
     assert got[0].dtype == np.float32
     assert_close(got, ref, 1e-5)
+
+
+GRU_LSTM = [v for v in VARIANTS if v[0] in ("gru", "lstm")]
+GRU_LSTM_IDS = [i for i, v in zip(IDS, VARIANTS) if v[0] in ("gru", "lstm")]
+
+
+@pytest.mark.parametrize("kind,opts", GRU_LSTM, ids=GRU_LSTM_IDS)
+@pytest.mark.parametrize("B", [1, 2], ids=["B1", "B2"])
+def test_input_product_in_chunks_of_steps(
+    kind: str, opts: dict[str, Any], B: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # chunks of 3 steps over T = 7 (the last one partial), both directions, with padding
+    monkeypatch.setattr(InputSteps, "MIN_COLUMNS", 3 * B)
+    T = 7
+    mask = lengths_mask([7, 5][:B], T)
+    for reverse in (False, True):
+        got, ref = run_both(kind, opts, T, B, 3, 4, np.float64, mask, reverse)
+        assert_close(got, ref, 1e-10)
+
+
+def test_input_steps_chunk_length_and_any_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((10, 16, 3)), rng.standard_normal((5, 3)), np.arange(5.0)
+    assert InputSteps(np, x, w, b).chunk == 10  # ceil(256 / 16) = 16 steps, capped at T
+    monkeypatch.setattr(InputSteps, "MIN_COLUMNS", 64)
+    steps = InputSteps(np, x, w, b)
+    assert steps.chunk == 4
+    for t in (9, 0, 5, 4, 8):  # any order: each block is that step's product
+        np.testing.assert_allclose(steps[t], w @ x[t].T + b[:, None])
+    steps.release()
 
 
 @pytest.mark.parametrize("kind,opts", VARIANTS, ids=IDS)
@@ -445,8 +476,7 @@ def test_backward_twice_with_retain_graph() -> None:
     np.testing.assert_allclose(x.grad.data, 2 * once, rtol=1e-12)
 
 
-@pytest.mark.parametrize("kind,opts", [v for v in VARIANTS if v[0] in ("gru", "lstm")],
-                         ids=[i for i, v in zip(IDS, VARIANTS) if v[0] in ("gru", "lstm")])
+@pytest.mark.parametrize("kind,opts", GRU_LSTM, ids=GRU_LSTM_IDS)
 def test_saved_buffers_are_pooled_after_the_last_backward(
     kind: str, opts: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,17 +2,17 @@
 
 Each kernel module has ``forward(xp, x, state, w_ih, w_hh, b_ih, b_hh, mask, reverse,
 training, **options) -> (y, final_state, cache)`` and ``backward(cache, dy, d_state,
-need_dx) -> (dx, *d_state0, dW_ih, dW_hh, db_ih, db_hh)`` on raw arrays, and
-optionally ``release(cache)``, called after a backward that does not retain the graph,
-which hands the saved buffers back to the scratch pool. They are
-written against the array module ``xp`` with NumPy-style in-place calls (``out=``),
-so they run on ``cpu`` and ``testcpu``; :mod:`tinyseq.fused` turns them into one
-autograd node.
+need_dx) -> (dx, *d_state0, dW_ih, dW_hh, db_ih, db_hh)`` on raw arrays, and may have
+``release(cache)``, called after a backward that does not retain the graph, to hand
+the saved buffers back to the scratch pool. They are written against the array module
+``xp`` with NumPy-style in-place calls (``out=``), so they run on ``cpu`` and
+``testcpu``; :mod:`tinyseq.fused` turns them into one autograd node.
 
-The recipe, per layer and direction: one GEMM for the input product of all steps, one
-recurrent GEMM per step, element-wise work in place on preallocated blocks, one tanh
-for all gates (sigmoid(a) = 0.5 * tanh(a / 2) + 0.5), and in backward one GEMM per step
-for dh plus one GEMM each for dx, dW_ih and dW_hh over all steps. Two step layouts:
+The recipe, per layer and direction: one GEMM for the input product of many steps (all
+of them, or for gru and lstm a chunk that stays in cache), one recurrent GEMM per step,
+element-wise work in place on preallocated blocks, one tanh for all gates (sigmoid(a) =
+0.5 * tanh(a / 2) + 0.5), and in backward one GEMM per step for dh plus one GEMM each
+for dx, dW_ih and dW_hh over all steps. Two step layouts:
 
 - ``gru`` and ``lstm`` work features x batch (:mod:`.columns`): the recurrent product
   uses the weights as stored (no transposed copy in forward) and each gate is a

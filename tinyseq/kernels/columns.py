@@ -5,8 +5,9 @@ product is then W_hh (G, H) @ h (H, B), which multiplies by the weights as store
 (no transposed copy per call: a transposing copy of a 512 x 2048 matrix costs more
 than a dozen steps at batch 1), every gate is one contiguous (H, B) row block, and at
 small batches BLAS runs this product faster than the row-major h (B, H) @ W.T.
-The input product of all steps is one GEMM into (G, T, B); the gate gradients of all
-steps fill a (G, T, B) buffer, so dx, dW_ih, dW_hh and db are one GEMM each.
+The input product is one GEMM per chunk of steps (:class:`InputSteps`); the gate
+gradients of all steps fill a (G, T, B) buffer, so dx, dW_ih, dW_hh and db are one
+GEMM each.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .workspace import workspace
 __all__ = [
     "transposed",
     "step_blocks",
-    "input_product_t",
+    "InputSteps",
     "to_columns",
     "to_rows",
     "sequence_grads_t",
@@ -56,22 +57,60 @@ def step_blocks(xp: Any, G: int, T: int, B: int, dtype: Any) -> tuple[Array, Arr
     return buf, buf.transpose(1, 0, 2), buf.reshape(G, T * B)
 
 
-def input_product_t(xp: Any, x: Array, w_ih: Array, bias: Array | None) -> tuple[Array, Array]:
-    """w_ih (G, I) @ x_t + bias for all steps, one GEMM: (pooled buffer, (T, G, B) view).
+class InputSteps:
+    """w_ih (G, I) @ x_t + bias for each step t, computed a chunk of steps at a time.
 
-    x: (T, B, I); bias: (G,) or None. Step t's block is ``view[t]``.
+    ``steps[t]`` is step t's (G, B) block. One GEMM covers a chunk of at least
+    ``MIN_COLUMNS`` columns (chunk * B), which runs it near full speed, while the chunk
+    stays small enough to be read back from cache: a product of the whole sequence is
+    read back from memory, at a stride, and long sequences then cost more per step than
+    short ones. Chunks are aligned to multiples of the chunk length, so the steps may be
+    visited in either direction. At B = 1 the whole sequence is one (T, G) product and
+    each step's block a contiguous row of it. Call :meth:`release` when done.
     """
-    T, B, n_in = x.shape
-    G = w_ih.shape[0]
-    buf, steps, flat = step_blocks(xp, G, T, B, x.dtype)
-    x2 = x.reshape(T * B, n_in)
-    if B == 1:
-        xp.matmul(x2, w_ih.T, out=flat.T)  # BLAS writes only a C-ordered output
-    else:
-        xp.matmul(w_ih, x2.T, out=flat)
-    if bias is not None:
-        xp.add(flat, bias[:, None], out=flat)
-    return buf, steps
+
+    MIN_COLUMNS = 256
+
+    def __init__(self, xp: Any, x: Array, w_ih: Array, bias: Array | None) -> None:
+        T, B, n_in = x.shape
+        G = w_ih.shape[0]
+        self.xp, self.w, self.T, self.B = xp, w_ih, T, B
+        self.x2 = x.reshape(T * B, n_in)
+        self.start = -1  # first step held in buf
+        if B == 1:
+            self.chunk = T
+            self.buf = workspace.take(xp, (T, G), x.dtype)
+            xp.matmul(self.x2, w_ih.T, out=self.buf)
+            if bias is not None:
+                xp.add(self.buf, bias, out=self.buf)
+            self.bias = None
+            self.start = 0
+        else:
+            self.chunk = min(T, -(-self.MIN_COLUMNS // B))
+            self.buf = workspace.take(xp, (G, self.chunk * B), x.dtype)
+            self.bias = None if bias is None else bias[:, None]
+
+    def __getitem__(self, t: int) -> Array:
+        B = self.B
+        if B == 1:
+            return self.buf[t][:, None]
+        start = t - t % self.chunk
+        if start != self.start:
+            self._compute(start, min(self.T, start + self.chunk))
+        k = t - start
+        return self.buf[:, k * B : (k + 1) * B]
+
+    def _compute(self, start: int, stop: int) -> None:
+        xp, B = self.xp, self.B
+        out = self.buf[:, : (stop - start) * B]
+        xp.matmul(self.w, self.x2[start * B : stop * B].T, out=out)
+        if self.bias is not None:
+            xp.add(out, self.bias, out=out)
+        self.start = start
+
+    def release(self) -> None:
+        """Give the buffer back to the workspace."""
+        workspace.give(self.xp, self.buf)
 
 
 def to_columns(xp: Any, a: Array, out: Array | None = None) -> Array:

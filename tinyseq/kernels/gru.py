@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .columns import (
-    input_product_t,
+    InputSteps,
     step_blocks,
     to_columns,
     to_rows,
@@ -61,7 +61,7 @@ def forward(
                 b_hn = b_hh[2 * H :, None]
             else:
                 xp.add(bias, b_hh, out=bias)
-    xw_buf, xw = input_product_t(xp, x, w_ih, bias)  # xw[t]: (3H, B)
+    xw = InputSteps(xp, x, w_ih, bias)  # xw[t]: (3H, B)
     # pooled even when saved: release() hands them back once backward has run
     gates = workspace.take(xp, (T if training else 1, 3 * H, B), dt)
     hs_c = workspace.take(xp, (T + 1, H, B), dt)  # states as columns, for the recurrence
@@ -113,7 +113,8 @@ def forward(
         xp.add(hn, n, out=hn)
         if mask is not None and mask.padded_steps[t]:
             xp.copyto(hn, hp, where=mask.pad_columns[t])
-    workspace.give(xp, scratch, rec, xw_buf)
+    workspace.give(xp, scratch, rec)
+    xw.release()
     hs = to_rows(xp, hs_c)  # (T + 1, B, H): outputs, and the states dW_hh reads
     workspace.give(xp, hs_c)
     y = steps.outputs(hs)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from .columns import (
-    input_product_t,
+    InputSteps,
     sequence_grads_t,
     step_blocks,
     to_columns,
@@ -60,7 +60,7 @@ def forward(
     steps = Steps(T, reverse)
     sig = _sigmoid_rows(H)
     half = dt.type(0.5)
-    xw_buf, xw = input_product_t(xp, x, w_ih, add_biases(xp, b_ih, b_hh))  # xw[t]: (4H, B)
+    xw = InputSteps(xp, x, w_ih, add_biases(xp, b_ih, b_hh))  # xw[t]: (4H, B)
     # pooled even when saved: release() hands them back once backward has run
     gates = workspace.take(xp, (T if training else 1, 4 * H, B), dt)
     hs_c = workspace.take(xp, (T + 1, H, B), dt)  # states as columns, for the recurrence
@@ -99,7 +99,8 @@ def forward(
             pad = mask.pad_columns[t]
             xp.copyto(hn, hp, where=pad)
             xp.copyto(cn, cp, where=pad)
-    workspace.give(xp, tmp, rec, xw_buf)
+    workspace.give(xp, tmp, rec)
+    xw.release()
 
     hs = to_rows(xp, hs_c)  # (T + 1, B, H): outputs, and the states dW_hh reads
     workspace.give(xp, hs_c)
