@@ -18,7 +18,6 @@ from .gates import column_sums
 from .workspace import workspace
 
 __all__ = [
-    "transposed",
     "step_blocks",
     "InputSteps",
     "to_columns",
@@ -27,19 +26,6 @@ __all__ = [
 ]
 
 Array = Any
-
-
-def transposed(xp: Any, w: Array) -> Array:
-    """A pooled contiguous copy of w.T (give it back when done).
-
-    Copied in blocks of 32 rows: a plain transposing copy strides through memory and
-    runs about four times slower on a 2048 x 512 matrix.
-    """
-    n = w.shape[0]
-    out = workspace.take(xp, (w.shape[1], n), w.dtype)
-    for i in range(0, n, 32):
-        xp.copyto(out[:, i : i + 32], w[i : i + 32].T)
-    return out
 
 
 def step_blocks(xp: Any, G: int, T: int, B: int, dtype: Any) -> tuple[Array, Array, Array]:

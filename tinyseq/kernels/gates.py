@@ -19,6 +19,7 @@ from .workspace import workspace
 
 __all__ = [
     "gate_blocks",
+    "transposed",
     "transposed_blocks",
     "slot_bias",
     "input_product",
@@ -35,6 +36,19 @@ def gate_blocks(a: Array, n: int) -> Array:
     return a.reshape(B, n, a.shape[1] // n).transpose(1, 0, 2)
 
 
+def transposed(xp: Any, w: Array) -> Array:
+    """A pooled contiguous copy of w.T (give it back when done).
+
+    Copied in blocks of 32 rows: a plain transposing copy strides through memory and
+    runs about four times slower on a 2048 x 512 matrix.
+    """
+    n = w.shape[0]
+    out = workspace.take(xp, (w.shape[1], n), w.dtype)
+    for i in range(0, n, 32):
+        xp.copyto(out[:, i : i + 32], w[i : i + 32].T)
+    return out
+
+
 def transposed_blocks(xp: Any, w: Array, n: int, order: Sequence[int], halved: int = 0) -> Array:
     """W.T stored contiguously, (K, n*H), with column block s = (gate order[s] of w).T.
 
@@ -47,11 +61,14 @@ def transposed_blocks(xp: Any, w: Array, n: int, order: Sequence[int], halved: i
     out = xp.empty((w.shape[1], w.shape[0]), dtype=w.dtype)
     half = w.dtype.type(0.5)
     for s, k in enumerate(order):
-        src, dst = w[k * H : (k + 1) * H].T, out[:, s * H : (s + 1) * H]
-        if s < halved:
-            xp.multiply(src, half, out=dst)
-        else:
-            xp.copyto(dst, src)
+        # in blocks of 32 rows of w: a plain transposing copy is about 4x slower
+        for i in range(k * H, (k + 1) * H, 32):
+            j = min(i + 32, (k + 1) * H)
+            src, dst = w[i:j].T, out[:, i - k * H + s * H : j - k * H + s * H]
+            if s < halved:
+                xp.multiply(src, half, out=dst)
+            else:
+                xp.copyto(dst, src)
     return out
 
 

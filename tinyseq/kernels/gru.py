@@ -18,9 +18,8 @@ from .columns import (
     step_blocks,
     to_columns,
     to_rows,
-    transposed,
 )
-from .gates import column_sums, initial_grad
+from .gates import column_sums, initial_grad, transposed
 from .sequence import FLUSH_EVERY, MaskInfo, Steps, flush_subnormals
 from .workspace import sigmoid_from_half_, workspace
 

@@ -20,9 +20,8 @@ from .columns import (
     step_blocks,
     to_columns,
     to_rows,
-    transposed,
 )
-from .gates import initial_grad
+from .gates import initial_grad, transposed
 from .sequence import FLUSH_EVERY, MaskInfo, Steps, flush_subnormals
 from .workspace import add_biases, sigmoid_from_half_, workspace
 
