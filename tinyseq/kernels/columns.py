@@ -22,7 +22,7 @@ __all__ = [
     "InputSteps",
     "to_columns",
     "to_rows",
-    "sequence_grads_t",
+    "sequence_grads",
 ]
 
 Array = Any
@@ -112,7 +112,7 @@ def to_rows(xp: Any, a: Array) -> Array:
     return xp.swapaxes(a, -1, -2).copy()
 
 
-def sequence_grads_t(
+def sequence_grads(
     xp: Any, flat: Array, x: Array, h_in: Array, w_ih: Array, has_bias: bool, need_dx: bool
 ) -> tuple[Array | None, Array, Array, Array | None]:
     """(dx, dW_ih, dW_hh, db) from the gate gradients of all steps, one GEMM each.

@@ -57,7 +57,8 @@ def forward(
         if b_hh is not None:
             if reset_after:
                 xp.add(bias[: 2 * H], b_hh[: 2 * H], out=bias[: 2 * H])
-                b_hn = b_hh[2 * H :, None]
+                # as a full (H, B) block: adding a (H, 1) column loops row by row
+                b_hn = xp.repeat(b_hh[2 * H :, None], B, axis=1)
             else:
                 xp.add(bias, b_hh, out=bias)
     xw = InputSteps(xp, x, w_ih, bias)  # xw[t]: (3H, B)

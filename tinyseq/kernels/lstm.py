@@ -16,7 +16,7 @@ from typing import Any
 
 from .columns import (
     InputSteps,
-    sequence_grads_t,
+    sequence_grads,
     step_blocks,
     to_columns,
     to_rows,
@@ -111,7 +111,8 @@ def forward(
     if not training:
         workspace.give(xp, gates, cs)
         return y, (h_t, c_t), None
-    cache = (xp, x, w_ih, w_hh, b_ih is not None or b_hh is not None, gates, hs, cs, mask, steps, standard)
+    has_bias = b_ih is not None or b_hh is not None
+    cache = (xp, x, w_ih, w_hh, has_bias, gates, hs, cs, mask, steps, standard)
     return y, (h_t, c_t), cache
 
 
@@ -179,7 +180,7 @@ def backward(
         if k % FLUSH_EVERY == FLUSH_EVERY - 1:
             flush_subnormals(xp, dh, dc)
     workspace.give(xp, w_hh_t, a, ds, t1, dc_in)
-    dx, dw_ih, dw_hh, db = sequence_grads_t(
+    dx, dw_ih, dw_hh, db = sequence_grads(
         xp, dflat, x, steps.inputs(hs), w_ih, has_bias, need_dx
     )
     workspace.give(xp, dgates_buf)
