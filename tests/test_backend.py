@@ -211,3 +211,16 @@ def test_scatter_add_accumulates_repeats(device: str) -> None:
     target = dev.xp.zeros(3)
     backend.scatter_add(dev, target, dev.xp.asarray(np.array([0, 2, 2])), dev.xp.ones(3))
     np.testing.assert_array_equal(backend.to_numpy(target), [1.0, 0.0, 2.0])
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 3), (33, 70), (100, 31)])
+@pytest.mark.parametrize("dev", ["cpu", "testcpu"])
+def test_transposed_copy_is_a_contiguous_transpose(shape: tuple[int, int], dev: str) -> None:
+    xp = backend.get_device(dev).xp
+    a = xp.asarray(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
+    t = backend.transposed_copy(xp, a)
+    assert type(t) is type(a) and t.flags.c_contiguous and t.dtype == a.dtype
+    np.testing.assert_array_equal(t, np.asarray(a).T)
+    out = xp.empty(shape[::-1], dtype=np.float32)
+    assert backend.transposed_copy(xp, a, out=out) is out
+    np.testing.assert_array_equal(out, np.asarray(a).T)

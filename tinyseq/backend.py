@@ -32,6 +32,7 @@ __all__ = [
     "cuda_is_available",
     "to_numpy",
     "scatter_add",
+    "transposed_copy",
     "manual_seed",
     "get_rng_state",
     "set_rng_state",
@@ -224,6 +225,25 @@ def scatter_add(dev: Device, target: Any, index: Any, values: Any) -> None:
         cupyx.scatter_add(target, index, values)
     else:
         np.add.at(target, index, values)
+
+
+def transposed_copy(xp: Any, a: Any, out: Any = None) -> Any:
+    """A contiguous copy of the 2-D ``a.T`` (into ``out`` when given).
+
+    On the CPU it is copied 32 rows of ``a`` at a time: a plain transposing copy strides
+    through memory and is about four times slower on a 2048 x 512 float32 matrix.
+    """
+    if not isinstance(a, np.ndarray):  # GPU arrays: the library's transpose is fine
+        if out is None:
+            return xp.ascontiguousarray(a.T)
+        xp.copyto(out, a.T)
+        return out
+    n = a.shape[0]
+    if out is None:
+        out = xp.empty((a.shape[1], n), dtype=a.dtype)
+    for i in range(0, n, 32):
+        xp.copyto(out[:, i : i + 32], a[i : i + 32].T)
+    return out
 
 
 def _initial_default() -> Device:

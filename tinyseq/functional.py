@@ -165,7 +165,7 @@ def _transposed(weight: Tensor) -> Array:
     hit = cache.get(id(weight))
     if hit is not None and hit[0] is wd:
         return hit[1]
-    wt = weight.device.xp.ascontiguousarray(wd.T)
+    wt = backend.transposed_copy(weight.device.xp, wd)
     cache[id(weight)] = (wd, wt)
     return wt
 
