@@ -497,3 +497,29 @@ def test_overhead_benchmark_without_torch() -> None:
     assert run.returncode == 0, run.stderr
     assert "tinyseq:" in run.stdout and "PyTorch not installed" in run.stdout
     assert "ratio" not in run.stdout
+
+
+UNARY_REFERENCE = {
+    "tanh": np.tanh,
+    "sigmoid": lambda v: 1 / (1 + np.exp(-v)),
+    "exp": np.exp,
+    "log": np.log,
+    "relu": lambda v: max(v, 0.0),
+    "abs": np.abs,
+    "sqrt": np.sqrt,
+}
+
+
+@pytest.mark.parametrize("name", list(UNARY_REFERENCE))
+@pytest.mark.parametrize("dev", ["cpu", "testcpu"])
+def test_unary_ops_on_0d_tensors(name: str, dev: str) -> None:
+    # NumPy ufuncs return scalars for 0-d input: in-place tricks must not break on them
+    x = ts.tensor(0.7, dtype=ts.float64, requires_grad=True, device=dev)
+    y = getattr(x, name)()
+    assert y.shape == ()
+    y.backward()
+    f, eps = UNARY_REFERENCE[name], 1e-6
+    assert x.grad is not None
+    np.testing.assert_allclose(float(y.data), f(0.7), rtol=1e-12)
+    np.testing.assert_allclose(float(x.grad.data), (f(0.7 + eps) - f(0.7 - eps)) / (2 * eps),
+                               rtol=1e-6)

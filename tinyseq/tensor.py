@@ -926,13 +926,11 @@ def log(a: Tensor) -> Tensor:
 
 def tanh(a: Tensor) -> Tensor:
     """Hyperbolic tangent."""
-    xp = a.device.xp
-    out = xp.tanh(a.data)
+    out = a.device.xp.tanh(a.data)
 
     def backward(g: Array) -> tuple[Array]:
-        d = out * out  # one fresh array, the rest in place
-        xp.subtract(1, d, out=d)
-        d *= g
+        d = 1 - out * out
+        d *= g  # in place: d is fresh
         return (d,)
 
     return _make(out, a.device, (a,), backward)
@@ -940,8 +938,8 @@ def tanh(a: Tensor) -> Tensor:
 
 def _sigmoid_array(xp: Any, x: Array) -> Array:
     # 0.5 * tanh(x / 2) + 0.5 is the exact sigmoid and never overflows exp; one fresh
-    # array, the other passes in place
-    out = xp.multiply(x, 0.5)
+    # array (asarray: NumPy gives a scalar for 0-d input), the other passes in place
+    out = xp.asarray(xp.multiply(x, 0.5))
     xp.tanh(out, out=out)
     out *= 0.5
     out += 0.5
