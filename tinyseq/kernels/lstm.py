@@ -162,7 +162,8 @@ def backward(
         xp.multiply(dc, gg, out=a_i)
         xp.multiply(dc, cp, out=a_f)
         xp.multiply(dc, i, out=a_g)
-        # sigmoid' = s (1 - s) on all rows at once (the g rows are not used); tanh' = 1 - g**2
+        # derivatives: sigmoid' = s (1 - s) on all rows at once, then the g rows get
+        # tanh' = 1 - g**2; one product turns a into the pre-activation gradients
         xp.subtract(one, g, out=ds)
         xp.multiply(ds, g, out=ds)
         xp.multiply(gg, gg, out=t1)
