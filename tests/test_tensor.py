@@ -523,3 +523,20 @@ def test_unary_ops_on_0d_tensors(name: str, dev: str) -> None:
     np.testing.assert_allclose(float(y.data), f(0.7), rtol=1e-12)
     np.testing.assert_allclose(float(x.grad.data), (f(0.7 + eps) - f(0.7 - eps)) / (2 * eps),
                                rtol=1e-6)
+
+
+def test_graph_is_retained_tells_a_backward_function_about_its_pass() -> None:
+    from tinyseq.tensor import graph_is_retained
+
+    seen: list[bool] = []
+
+    def backward(g: np.ndarray) -> tuple[np.ndarray]:
+        seen.append(graph_is_retained())
+        return (g * 2.0,)
+
+    x = ts.tensor([1.0, 2.0], requires_grad=True)
+    y = custom(x.data * 2.0, [x], backward).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    assert seen == [True, False]
+    assert not graph_is_retained()  # outside any backward pass
