@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cell_variants import GATES, IDS, VARIANTS
 
 import tinyseq as ts
 from tinyseq import fused
@@ -14,19 +15,6 @@ from tinyseq.kernels import KERNELS as fused_kernels
 from tinyseq.kernels import Workspace
 from tinyseq.kernels.columns import InputSteps
 from tinyseq.testing.gradcheck import gradcheck
-
-GATES = {"rnn": 1, "simple_gru": 2, "gru": 3, "lstm": 4}
-# every built-in kind and variant: (kind, options)
-VARIANTS = [
-    ("rnn", {"nonlinearity": "tanh"}),
-    ("rnn", {"nonlinearity": "relu"}),
-    ("simple_gru", {}),
-    ("gru", {"reset_after": True}),
-    ("gru", {"reset_after": False}),
-    ("lstm", {"variant": "standard"}),
-    ("lstm", {"variant": "lecture"}),
-]
-IDS = [f"{k}-{'-'.join(str(v) for v in o.values()) or 'default'}" for k, o in VARIANTS]
 
 
 class FakeCell:
@@ -560,17 +548,6 @@ def test_workspace_reuses_and_caps() -> None:
 
 
 # ---- through the recurrent layer: fused path against the step path ----------------------------
-LAYER_VARIANTS = [
-    ("rnn", {"nonlinearity": "tanh"}),
-    ("rnn", {"nonlinearity": "relu"}),
-    ("simple_gru", {}),
-    ("gru", {"reset_after": True}),
-    ("gru", {"reset_after": False}),
-    ("lstm", {"variant": "standard"}),
-    ("lstm", {"variant": "lecture"}),
-]
-
-
 def _layer_run(
     cell: str, opts: dict[str, Any], fused_path: bool, dtype: Any, **layer_kw: Any
 ) -> list[np.ndarray]:
@@ -589,7 +566,7 @@ def _layer_run(
     return values + grads_of(outs, [x, *layer.parameters()])
 
 
-@pytest.mark.parametrize("cell,opts", LAYER_VARIANTS, ids=IDS)
+@pytest.mark.parametrize("cell,opts", VARIANTS, ids=IDS)
 def test_layer_fused_matches_step_path_3_layers_bidirectional(
     cell: str, opts: dict[str, Any]
 ) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cell_variants import IDS, VARIANTS
 
 import tinyseq as ts
 from tinyseq import backend, fused
@@ -27,16 +28,6 @@ from tinyseq.nn.module import Parameter
 
 pytestmark = pytest.mark.gpu
 
-VARIANTS = [
-    ("rnn", {"nonlinearity": "tanh"}),
-    ("rnn", {"nonlinearity": "relu"}),
-    ("simple_gru", {}),
-    ("gru", {"reset_after": True}),
-    ("gru", {"reset_after": False}),
-    ("lstm", {"variant": "standard"}),
-    ("lstm", {"variant": "lecture"}),
-]
-IDS = [f"{k}-{'-'.join(str(v) for v in o.values()) or 'default'}" for k, o in VARIANTS]
 WRAPPERS = [
     # (num_layers, bidirectional, batch_first, lengths)
     (1, False, False, None),

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cell_variants import GATES, IDS, VARIANTS
 
 import tinyseq as ts
 from tinyseq import backend, fused
@@ -32,17 +33,6 @@ from tinyseq.kernels import KERNELS, MaskInfo, cuda_graph, stepwise
 from tinyseq.kernels.cuda_pointwise import PREAMBLE, SPECS, CudaPointwise
 from tinyseq.kernels.dispatch import kernels_for, use_stepwise_kernels
 
-GATES = {"rnn": 1, "simple_gru": 2, "gru": 3, "lstm": 4}
-VARIANTS = [
-    ("rnn", {"nonlinearity": "tanh"}),
-    ("rnn", {"nonlinearity": "relu"}),
-    ("simple_gru", {}),
-    ("gru", {"reset_after": True}),
-    ("gru", {"reset_after": False}),
-    ("lstm", {"variant": "standard"}),
-    ("lstm", {"variant": "lecture"}),
-]
-IDS = [f"{k}-{'-'.join(str(v) for v in o.values()) or 'default'}" for k, o in VARIANTS]
 T, B, N_IN, H = 5, 3, 4, 6
 
 

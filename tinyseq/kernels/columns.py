@@ -14,15 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .gates import column_sums
 from .workspace import workspace
 
 __all__ = [
     "step_blocks",
     "InputSteps",
     "to_columns",
+    "grad_columns",
     "to_rows",
-    "sequence_grads",
 ]
 
 Array = Any
@@ -62,19 +61,17 @@ class InputSteps:
         G = w_ih.shape[0]
         self.xp, self.w, self.T, self.B = xp, w_ih, T, B
         self.x2 = x.reshape(T * B, n_in)
-        self.start = -1  # first step held in buf
+        self.start = -1  # first step held in buf (chunks only)
+        self.bias = None if bias is None else bias[:, None]
         if B == 1:
             self.chunk = T
             self.buf = workspace.take(xp, (T, G), x.dtype)
             xp.matmul(self.x2, w_ih.T, out=self.buf)
             if bias is not None:
                 xp.add(self.buf, bias, out=self.buf)
-            self.bias = None
-            self.start = 0
         else:
             self.chunk = min(T, -(-self.MIN_COLUMNS // B))
             self.buf = workspace.take(xp, (G, self.chunk * B), x.dtype)
-            self.bias = None if bias is None else bias[:, None]
 
     def __getitem__(self, t: int) -> Array:
         B = self.B
@@ -107,23 +104,13 @@ def to_columns(xp: Any, a: Array, out: Array | None = None) -> Array:
     return out
 
 
+def grad_columns(xp: Any, g: Array | None, B: int, H: int, dtype: Any) -> Array:
+    """The gradient w.r.t. a final (B, H) state as a fresh (H, B) array (zeros if None)."""
+    if g is None:
+        return xp.zeros((H, B), dtype=dtype)
+    return to_columns(xp, g, out=xp.empty((H, B), dtype=dtype))
+
+
 def to_rows(xp: Any, a: Array) -> Array:
     """a (..., H, B) as a fresh contiguous (..., B, H) array (never a view of a)."""
     return xp.swapaxes(a, -1, -2).copy()
-
-
-def sequence_grads(
-    xp: Any, flat: Array, x: Array, h_in: Array, w_ih: Array, has_bias: bool, need_dx: bool
-) -> tuple[Array | None, Array, Array, Array | None]:
-    """(dx, dW_ih, dW_hh, db) from the gate gradients of all steps, one GEMM each.
-
-    flat: (G, T*B) gate gradients (see :func:`step_blocks`); x (T, B, I) the inputs;
-    h_in (T, B, H) the states the steps read; w_ih (G, I). db is the one bias gradient
-    shared by b_ih and b_hh.
-    """
-    T, B, n_in = x.shape
-    dx = xp.matmul(flat.T, w_ih).reshape(T, B, n_in) if need_dx else None
-    dw_ih = xp.matmul(flat, x.reshape(T * B, n_in))
-    dw_hh = xp.matmul(flat, h_in.reshape(T * B, -1))
-    db = column_sums(xp, flat.T) if has_bias else None
-    return dx, dw_ih, dw_hh, db

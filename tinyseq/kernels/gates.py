@@ -1,5 +1,5 @@
 """The batch x features ("rows") layout of the rnn and simple_gru kernels, and helpers
-both layouts share (``column_sums``, ``initial_grad``).
+both layouts share (``transposed``, ``sequence_grads``, ``column_sums``).
 
 Activations are stored (T, G, B, H): each step's gates are one contiguous block and
 each gate a contiguous (B, H) piece of it, so element-wise work runs on contiguous
@@ -24,7 +24,8 @@ __all__ = [
     "transposed_blocks",
     "slot_bias",
     "input_product",
-    "weight_grads",
+    "sequence_grads",
+    "initial_grad",
     "column_sums",
 ]
 
@@ -95,29 +96,21 @@ def input_product(xp: Any, x: Array, w_ih_t: Array, bias: Array | None) -> Array
     return out
 
 
-def weight_grads(xp: Any, d: Array, x2: Array, h2: Array) -> tuple[Array, Array]:
-    """dW_ih = d.T @ x2 and dW_hh = d.T @ h2 over all steps, one GEMM each.
-
-    d: (N, G) gate gradients; x2 (N, I), h2 (N, H) -> (G, I), (G, H). Computed as
-    (x2.T @ d).T, the operand order BLAS runs fastest here, and returned as that
-    transposed view (autograd copies gradients into fresh arrays anyway).
-    """
-    return xp.matmul(x2.T, d).T, xp.matmul(h2.T, d).T
-
-
 def sequence_grads(
-    xp: Any, d: Array, x: Array, h_in: Array, w_ih: Array, has_bias: bool, need_dx: bool
+    xp: Any, flat: Array, x: Array, h_in: Array, w_ih: Array, has_bias: bool, need_dx: bool
 ) -> tuple[Array | None, Array, Array, Array | None]:
     """(dx, dW_ih, dW_hh, db) from the gate gradients of all steps, one GEMM each.
 
-    d: (T, B, G) gate gradients; x (T, B, I) the inputs; h_in (T, B, H) the state each
-    step read; w_ih (G, I). db is the one bias gradient shared by b_ih and b_hh.
+    flat: (G, T*B) gate gradients — a plain matrix in the columns layout, the transposed
+    view of the (T*B, G) gradients in the row layout; x (T, B, I) the inputs; h_in
+    (T, B, H) the states the steps read; w_ih (G, I). db is the one bias gradient shared
+    by b_ih and b_hh.
     """
     T, B, n_in = x.shape
-    flat = d.reshape(T * B, d.shape[-1])
-    dx = xp.matmul(flat, w_ih).reshape(T, B, n_in) if need_dx else None
-    dw_ih, dw_hh = weight_grads(xp, flat, x.reshape(T * B, n_in), h_in.reshape(T * B, -1))
-    db = column_sums(xp, flat) if has_bias else None
+    dx = xp.matmul(flat.T, w_ih).reshape(T, B, n_in) if need_dx else None
+    dw_ih = xp.matmul(flat, x.reshape(T * B, n_in))
+    dw_hh = xp.matmul(flat, h_in.reshape(T * B, -1))
+    db = column_sums(xp, flat.T) if has_bias else None
     return dx, dw_ih, dw_hh, db
 
 

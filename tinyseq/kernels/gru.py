@@ -15,11 +15,12 @@ from typing import Any
 
 from .columns import (
     InputSteps,
+    grad_columns,
     step_blocks,
     to_columns,
     to_rows,
 )
-from .gates import column_sums, initial_grad, transposed
+from .gates import column_sums, transposed
 from .sequence import FLUSH_EVERY, MaskInfo, Steps, flush_subnormals
 from .workspace import sigmoid_from_half_, workspace
 
@@ -112,7 +113,7 @@ def forward(
         xp.multiply(hn, z, out=hn)
         xp.add(hn, n, out=hn)
         if mask is not None and mask.padded_steps[t]:
-            xp.copyto(hn, hp, where=mask.pad_columns[t])
+            xp.copyto(hn, hp, where=mask.pad[t].T)
     workspace.give(xp, scratch, rec)
     xw.release()
     hs = to_rows(xp, hs_c)  # (T + 1, B, H): outputs, and the states dW_hh reads
@@ -144,7 +145,7 @@ def backward(
     d_buf, d_all, flat = step_blocks(xp, 3 * H, T, B, dt)
     if reset_after:
         dnx_buf, dn_x, dnx_flat = step_blocks(xp, H, T, B, dt)
-    dh = to_columns(xp, initial_grad(xp, d_state[0], (B, H), dt))
+    dh = grad_columns(xp, d_state[0], B, H, dt)
     dhp = xp.empty((H, B), dtype=dt)
     if dy is not None and mask is not None:
         dy = dy * mask.valid
@@ -187,13 +188,13 @@ def backward(
         if reset_after:
             xp.multiply(dnp, r, out=d[2 * H :])
             if padded:
-                pad = mask.pad_columns[t]
+                pad = mask.pad[t].T
                 xp.copyto(d, 0, where=pad)
                 xp.copyto(dnp, 0, where=pad)
             xp.matmul(w_hh_t, d, out=dhp)
         else:
             if padded:
-                xp.copyto(d, 0, where=mask.pad_columns[t])
+                xp.copyto(d, 0, where=mask.pad[t].T)
             xp.matmul(w_hh_t[:, : 2 * H], d[: 2 * H], out=dhp)
             xp.multiply(drh, r, out=drh)
             xp.add(dhp, drh, out=dhp)
@@ -201,7 +202,7 @@ def backward(
         xp.multiply(dh, z, out=t1)
         xp.add(dhp, t1, out=dhp)
         if padded:
-            xp.copyto(dhp, dh, where=mask.pad_columns[t])
+            xp.copyto(dhp, dh, where=mask.pad[t].T)
         dh, dhp = dhp, dh
         if k % FLUSH_EVERY == FLUSH_EVERY - 1:
             flush_subnormals(xp, dh)

@@ -16,12 +16,12 @@ from typing import Any
 
 from .columns import (
     InputSteps,
-    sequence_grads,
+    grad_columns,
     step_blocks,
     to_columns,
     to_rows,
 )
-from .gates import initial_grad, transposed
+from .gates import sequence_grads, transposed
 from .sequence import FLUSH_EVERY, MaskInfo, Steps, flush_subnormals
 from .workspace import add_biases, sigmoid_from_half_, workspace
 
@@ -95,7 +95,7 @@ def forward(
         else:
             xp.multiply(o, cn, out=hn)
         if mask is not None and mask.padded_steps[t]:
-            pad = mask.pad_columns[t]
+            pad = mask.pad[t].T
             xp.copyto(hn, hp, where=pad)
             xp.copyto(cn, cp, where=pad)
     workspace.give(xp, tmp, rec)
@@ -126,8 +126,8 @@ def backward(
     dt = x.dtype
     one = dt.type(1)
     dgates_buf, dgates, dflat = step_blocks(xp, 4 * H, T, B, dt)
-    dh = to_columns(xp, initial_grad(xp, d_state[0], (B, H), dt))
-    dc = to_columns(xp, initial_grad(xp, d_state[1], (B, H), dt))
+    dh = grad_columns(xp, d_state[0], B, H, dt)
+    dc = grad_columns(xp, d_state[1], B, H, dt)
     dhp = xp.empty((H, B), dtype=dt)
     if dy is not None and mask is not None:
         dy = dy * mask.valid
@@ -171,7 +171,7 @@ def backward(
         xp.multiply(a, ds, out=d)
         xp.multiply(dc, f, out=dc)
         if padded:
-            pad = mask.pad_columns[t]
+            pad = mask.pad[t].T
             xp.copyto(d, 0, where=pad)
             xp.copyto(dc, dc_in, where=pad)
         xp.matmul(w_hh_t, d, out=dhp)

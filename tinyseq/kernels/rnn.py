@@ -105,6 +105,6 @@ def backward(
         if k % FLUSH_EVERY == FLUSH_EVERY - 1:
             flush_subnormals(xp, dh)
     workspace.give(xp, tmp)
-    dx, dw_ih, dw_hh, db = sequence_grads(xp, dpre, x, steps.inputs(hs), w_ih, has_bias, need_dx)
+    dx, dw_ih, dw_hh, db = sequence_grads(xp, dpre.reshape(T * B, -1).T, x, steps.inputs(hs), w_ih, has_bias, need_dx)
     workspace.give(xp, dpre)
     return dx, dh, dw_ih, dw_hh, db, db

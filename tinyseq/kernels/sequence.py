@@ -57,13 +57,13 @@ class Steps:
 class MaskInfo:
     """A (T, B) validity mask prepared for the kernels.
 
-    ``pad[t]`` is (B, 1) True where step t is padding (state kept, output 0);
-    ``pad_columns[t]`` is the same as (1, B), for the features x batch layout;
+    ``pad[t]`` is (B, 1) True where step t is padding (state kept, output 0; its view
+    ``pad[t].T`` serves the features x batch layout);
     ``padded_steps[t]`` says on the host whether step t has any padding at all, so
     fully valid steps skip the masking work.
     """
 
-    __slots__ = ("valid", "pad", "pad_columns", "padded_steps")
+    __slots__ = ("valid", "pad", "padded_steps")
 
     def __init__(self, xp: Any, mask: Any, T: int, B: int) -> None:
         host = np.asarray(backend.to_numpy(getattr(mask, "data", mask)))
@@ -72,7 +72,6 @@ class MaskInfo:
         host = host.astype(bool, copy=False)
         self.valid = xp.asarray(host[:, :, None])
         self.pad = xp.asarray(~host[:, :, None])
-        self.pad_columns = xp.asarray(~host[:, None, :])
         self.padded_steps: list[bool] = [bool(v) for v in np.any(~host, axis=1).tolist()]
 
     @staticmethod

@@ -126,6 +126,6 @@ def backward(
         if k % FLUSH_EVERY == FLUSH_EVERY - 1:
             flush_subnormals(xp, dh)
     workspace.give(xp, t1, t2)
-    dx, dw_ih, dw_hh, db = sequence_grads(xp, dgates, x, steps.inputs(hs), w_ih, has_bias, need_dx)
+    dx, dw_ih, dw_hh, db = sequence_grads(xp, dgates.reshape(T * B, -1).T, x, steps.inputs(hs), w_ih, has_bias, need_dx)
     workspace.give(xp, dgates)
     return dx, dh, dw_ih, dw_hh, db, db
