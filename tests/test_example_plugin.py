@@ -54,11 +54,29 @@ def _copy_project(dest: Path) -> Path:
     return dest
 
 
-def test_example_package_installs_and_plugs_in(tmp_path: Path) -> None:
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
-                    str(venv)], check=True)
+def _venv_over_this_environment(venv: Path) -> Path:
+    """A new venv that sees the packages of the environment running the tests; its python.
+
+    ``--system-site-packages`` would show the base interpreter's packages instead, which
+    on a fresh machine lack numpy, pluggy and the build tools the test extra installs.
+    The running environment's site directories go in a ``.pth`` file, after the venv's
+    own, so the copies installed into the venv win; ``.pth`` files inside those
+    directories (such as an editable install of this checkout) are not processed.
+    """
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    outer = [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages")]
+    (Path(purelib) / "tinyseq-test-outer.pth").write_text("\n".join(outer) + "\n")
+    return python
+
+
+def test_example_package_installs_and_plugs_in(tmp_path: Path) -> None:
+    python = _venv_over_this_environment(tmp_path / "venv")
+    venv = tmp_path / "venv"
     tinyseq_src = _copy_project(tmp_path / "tinyseq_src")
     example_src = tmp_path / "tinyseq_mingru"
     shutil.copytree(EXAMPLE, example_src, ignore=shutil.ignore_patterns("__pycache__", "build",
