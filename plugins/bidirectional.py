@@ -58,7 +58,9 @@ class Bidirectional(SequenceLayer):
     def forward_sequence(
         self, x: Tensor, state: State | None, mask: Array | None, fused: bool | None = None
     ) -> tuple[Tensor, State]:
-        fwd_state, bwd_state = unstack_slots(state) if state is not None else (None, None)
+        fwd_state, bwd_state = None, None
+        if state is not None:
+            fwd_state, bwd_state = unstack_slots(self.check_state(state, x.shape[1]))
         y_f, final_f = run_cell(self.forward_cell, x, fwd_state, mask, False, fused)
         y_b, final_b = run_cell(self.backward_cell, x, bwd_state, mask, True, fused)
         if self.merge == "concat":

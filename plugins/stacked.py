@@ -74,7 +74,9 @@ class Stacked(SequenceLayer):
     def forward_sequence(
         self, x: Tensor, state: State | None, mask: Array | None, fused: bool | None = None
     ) -> tuple[Tensor, State]:
-        per_layer = split_state(state, self.slots) if state is not None else [None] * len(self)
+        per_layer: list[State | None] = [None] * len(self)
+        if state is not None:
+            per_layer = list(split_state(self.check_state(state, x.shape[1]), self.slots))
         finals = []
         y = x
         last = len(self) - 1

@@ -207,3 +207,26 @@ def test_step_and_fused_paths_agree_via_use_fused():
     with use_fused(False):
         out_s, _ = rec(x, lengths=[5, 2, 3])
     np.testing.assert_allclose(out_f.detach().numpy(), out_s.detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_mode_is_carried_both_ways_with_dropout_between_layers(mode):
+    module = make_torch(mode, torch.float64, num_layers=3, bidirectional=True, dropout=0.5)
+    module.eval()
+    rec = interop.from_torch(module)
+    assert not rec.training and not any(m.training for m in rec.modules())
+    x = np.random.default_rng(6).standard_normal((T, B, I))
+    with torch.no_grad():
+        theirs, _ = module(torch.tensor(x))
+    outs = [rec(ts.tensor(x))[0].detach().numpy() for _ in range(2)]
+    np.testing.assert_array_equal(outs[0], outs[1])  # no dropout: deterministic
+    np.testing.assert_allclose(outs[0], theirs.numpy(), rtol=1e-12, atol=1e-12)
+    back = interop.to_torch(rec)
+    assert not back.training
+    with torch.no_grad():
+        np.testing.assert_array_equal(back(torch.tensor(x))[0].numpy(), theirs.numpy())
+    # and training mode travels too
+    module.train()
+    assert interop.from_torch(module).training
+    rec.train()
+    assert interop.to_torch(rec).training

@@ -35,7 +35,16 @@ from .nn.init import uniform_
 from .nn.module import Module, Parameter
 from .tensor import Array, Tensor, _make, _wrap, is_grad_enabled
 
-__all__ = ["Cell", "GatedCell", "State", "linear", "chunk", "unbind", "reuse_weights"]
+__all__ = [
+    "Cell",
+    "GatedCell",
+    "State",
+    "check_state",
+    "linear",
+    "chunk",
+    "unbind",
+    "reuse_weights",
+]
 
 State = tuple[Tensor, ...]
 
@@ -103,6 +112,36 @@ def unbind(x: Tensor) -> list[Tensor]:
     return _pieces(x, range(x.data.shape[0]))
 
 
+def check_state(
+    state: Any, names: Sequence[str], shape: tuple[int, ...], owner: str, layout: str
+) -> State:
+    """``state`` as a tuple of one Tensor per name in ``names``, each of ``shape``.
+
+    A single Tensor is taken as the state of a one-component cell or layer (PyTorch's
+    ``h``). Anything else — a wrong count, a non-Tensor, a shape that would merely
+    broadcast — is a ValueError naming the expected ``layout`` (e.g. "(B, H)"), its
+    value and what was given. owner: who asks, for the message (e.g. "GRUCell").
+    """
+    if isinstance(state, Tensor):
+        parts: tuple[Any, ...] = (state,)
+        given = f"a single Tensor of shape {state.shape}"
+    elif isinstance(state, (tuple, list)):
+        parts = tuple(state)
+        given = str(len(parts))
+    else:
+        parts, given = (), type(state).__name__
+    if len(parts) != len(names):
+        raise ValueError(
+            f"{owner} expects a state of {len(names)} tensor(s) {tuple(names)} (a tuple), "
+            f"each {layout} = {shape}, got {given}"
+        )
+    for name, part in zip(names, parts):
+        if not isinstance(part, Tensor) or part.shape != shape:
+            got = part.shape if isinstance(part, Tensor) else type(part).__name__
+            raise ValueError(f"{owner}: state {name!r} must have shape {layout} = {shape}, got {got}")
+    return parts
+
+
 class Cell(Module):
     """Base class of recurrent cells (one step).
 
@@ -163,6 +202,9 @@ class Cell(Module):
         """Run one step on raw input (applies ``input_projection`` when defined)."""
         if state is None:
             state = self.initial_state(x_t.shape[0])
+        else:
+            shape = (x_t.shape[0], self.hidden_size)
+            state = check_state(state, self.state_names, shape, type(self).__name__, "(B, H)")
         projected = self.input_projection(x_t)
         return self.step(projected if projected is not None else x_t, state)
 

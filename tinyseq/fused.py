@@ -5,7 +5,12 @@
 "lstm") over all T steps and records one graph node whose outputs are (y, *final_state)
 and whose parents are x, the initial state and the cell's weights. It returns None —
 so the recurrent layer falls back to the step path — where no kernel applies: a device
-without kernels, mixed dtypes or devices, or an empty sequence.
+without kernels, mixed dtypes or devices, or an empty sequence or batch (T = 0 or B = 0:
+the step path gives the empty output and the unchanged state).
+
+With a mask, the padded steps of x are set to zero once per call before the kernel
+reads them (a select, not a product), so padding that holds NaN or inf reaches no
+output, state or gradient; without a mask the kernel reads x as it is.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ def run(
     kernel = kernels_for(dev.name).get(kind)
     if kernel is None:
         return None
-    if dev.name not in SUPPORTED_DEVICES or x.ndim != 3 or x.shape[0] == 0:
+    if dev.name not in SUPPORTED_DEVICES or x.ndim != 3 or 0 in x.shape[:2]:
         return None
     w_ih, w_hh = cell.weight_ih, cell.weight_hh
     b_ih, b_hh = getattr(cell, "bias_ih", None), getattr(cell, "bias_hh", None)
@@ -65,11 +70,18 @@ def run(
         if s.shape != (B, H):
             raise ValueError(f"{kind}: each state tensor must be (B, H) = {(B, H)}, got {s.shape}")
     info = MaskInfo.make(xp, mask, T, B)
+    if info is None:
+        x_data = xp.ascontiguousarray(x.data)
+    else:
+        # the kernel, and dW_ih = dG.T @ x, then see zeros at padded steps; dx is zero
+        # there already (the kernels zero those steps' gate gradients), so backward
+        # needs no second select
+        x_data = xp.where(info.valid, x.data, dtype.type(0))
     parents = (x, *state, *weights)
     training = is_grad_enabled() and any(p.requires_grad for p in parents)
     y, final, cache = kernel.forward(
         xp,
-        xp.ascontiguousarray(x.data),
+        x_data,
         tuple(s.data for s in state),
         w_ih.data,
         w_hh.data,

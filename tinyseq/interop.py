@@ -8,7 +8,8 @@ PyTorch's names ``weight_ih_l{k}[_reverse]``, ``weight_hh_l{k}``, ``bias_ih_l{k}
 ``bias_hh_l{k}`` map to each cell's ``weight_ih``, ``weight_hh``, ``bias_ih``,
 ``bias_hh`` (same gate order). Only cells PyTorch has can be moved: "rnn" (tanh/relu),
 "gru" with reset_after=True, "lstm" with variant="standard"; bidirectional layers must
-merge by concat. torch is imported only when these functions are called.
+merge by concat. Both directions carry the training/eval mode too (it decides whether
+dropout between layers is applied). torch is imported only when these functions are called.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def _cell_options(module: Any) -> tuple[str, dict[str, Any]]:
 def from_torch(
     module: Any, *, device: str | backend.Device | None = None, fused: bool | None = None
 ) -> Recurrent:
-    """A :class:`Recurrent` with ``module``'s configuration and weights (and dtype)."""
+    """A :class:`Recurrent` with ``module``'s configuration, weights, dtype and mode."""
     cell, options = _cell_options(module)
     weight = next(iter(module.parameters()))
     dtype = np.dtype(str(weight.dtype).replace("torch.", ""))
@@ -137,11 +138,12 @@ def from_torch(
         **options,
     )
     load_torch_state_dict(rec, module.state_dict())
+    rec.train(module.training)
     return rec
 
 
 def to_torch(rec: Recurrent) -> Any:
-    """The torch.nn.RNN/GRU/LSTM with ``rec``'s configuration and weights (on the CPU)."""
+    """The torch.nn.RNN/GRU/LSTM with ``rec``'s configuration, weights and mode (on the CPU)."""
     torch = _torch()
     kind = _torch_kind(rec)
     first: Cell = rec.cell_at(0)
@@ -159,4 +161,5 @@ def to_torch(rec: Recurrent) -> Any:
     module = getattr(torch.nn, kind)(rec.input_size, rec.hidden_size, **kwargs)
     sd = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in torch_state_dict(rec).items()}
     module.load_state_dict(sd)
+    module.train(rec.training)
     return module

@@ -120,7 +120,7 @@ def forward(
     workspace.give(xp, hs_c)
     y = steps.outputs(hs)
     if mask is not None:
-        y = y * mask.valid
+        y = mask.zero_padded(xp, y)
     h_t = hs[steps.final_slot()].copy()
     if not training:
         workspace.give(xp, gates)
@@ -148,7 +148,7 @@ def backward(
     dh = grad_columns(xp, d_state[0], B, H, dt)
     dhp = xp.empty((H, B), dtype=dt)
     if dy is not None and mask is not None:
-        dy = dy * mask.valid
+        dy = mask.zero_padded(xp, dy)
     t1 = workspace.take(xp, (H, B), dt)
     t2 = workspace.take(xp, (H, B), dt)
     drh = workspace.take(xp, (H, B), dt)

@@ -105,7 +105,7 @@ def forward(
     workspace.give(xp, hs_c)
     y = steps.outputs(hs)
     if mask is not None:
-        y = y * mask.valid
+        y = mask.zero_padded(xp, y)
     h_t = hs[steps.final_slot()].copy()
     c_t = to_rows(xp, cs[steps.final_slot()] if training else cs[T % 2])
     if not training:
@@ -130,7 +130,7 @@ def backward(
     dc = grad_columns(xp, d_state[1], B, H, dt)
     dhp = xp.empty((H, B), dtype=dt)
     if dy is not None and mask is not None:
-        dy = dy * mask.valid
+        dy = mask.zero_padded(xp, dy)
     w_hh_t = transposed(xp, w_hh)  # (H, 4H): dh = W_hh.T @ d, fastest from a stored copy
     a = workspace.take(xp, (4 * H, B), dt)  # dL/d(activated gate), then the derivatives
     ds = workspace.take(xp, (4 * H, B), dt)

@@ -63,7 +63,7 @@ def forward(
     workspace.give(xp, rec)
     y = steps.outputs(hs)
     if mask is not None:
-        y = y * mask.valid
+        y = mask.zero_padded(xp, y)
     h_t = hs[steps.final_slot()].copy()
     if not training:
         return y, (h_t,), None
@@ -82,7 +82,7 @@ def backward(
     dh = initial_grad(xp, d_state[0], (B, H), dt)
     dhp = xp.empty((B, H), dtype=dt)
     if dy is not None and mask is not None:
-        dy = dy * mask.valid
+        dy = mask.zero_padded(xp, dy)
     tmp = workspace.take(xp, (B, H), dt)
     for k, t in enumerate(steps.backward_order):
         if dy is not None:

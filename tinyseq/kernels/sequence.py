@@ -74,6 +74,14 @@ class MaskInfo:
         self.pad = xp.asarray(~host[:, :, None])
         self.padded_steps: list[bool] = [bool(v) for v in np.any(~host, axis=1).tolist()]
 
+    def zero_padded(self, xp: Any, a: Array) -> Array:
+        """A new (T, B, H) array: ``a`` at valid steps, 0 at padded ones.
+
+        A select, not ``a * valid``: NaN * 0 is NaN, and a padded step's output (or the
+        loss gradient reaching it) must be zero whatever it holds.
+        """
+        return xp.where(self.valid, a, a.dtype.type(0))
+
     @staticmethod
     def make(xp: Any, mask: Any, T: int, B: int) -> MaskInfo | None:
         """None when there is no mask or it is all True (nothing to do)."""

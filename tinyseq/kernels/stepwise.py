@@ -218,7 +218,7 @@ class StepwiseKernel:
         hs = saved["hs"]
         y = steps.outputs(hs)
         if mask is not None:
-            y = y * mask.valid
+            y = mask.zero_padded(xp, y)
         final = [hs[steps.final_slot()].copy()]
         if self.n_state == 2:
             final.append(saved["cs"][steps.final_slot()].copy())
@@ -243,7 +243,7 @@ class StepwiseKernel:
         if dy is None:
             dy = xp.zeros((T, B, H), dtype=dt)
         elif mask is not None:
-            dy = dy * mask.valid
+            dy = mask.zero_padded(xp, dy)
         inputs: Buffers = {**saved, "pad": pad, "dy": _contiguous(xp, dy.astype(dt, copy=False))}
         for k in range(self.n_state):
             g = d_state[k]

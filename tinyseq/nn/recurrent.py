@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import backend, registry
 from ..backend import Device
-from ..cell import Cell, State, reuse_weights, unbind
+from ..cell import Cell, State, check_state, reuse_weights, unbind
 from ..tensor import Array, Tensor, _make, _wrap, concatenate
 from .module import Module
 
@@ -40,6 +40,7 @@ __all__ = [
     "num_slots",
     "output_size",
     "detach_state",
+    "check_state",
     "use_fused",
     "fused_enabled",
 ]
@@ -105,13 +106,36 @@ def _keep(m: Array, new: Tensor, old: Tensor) -> Tensor:
     return _make(out, new.device, (new, old), backward)
 
 
-def _zero_padded(y: Tensor, mf: Array) -> Tensor:
-    """y * mf with mf (B, 1) of 0/1: the output at a padded step is zero."""
+def _zero_padded(y: Tensor, m: Array) -> Tensor:
+    """y where m else 0, m bool broadcasting over y (e.g. (B, 1) or (T, B, 1)).
+
+    A select, not a product with a 0/1 mask: NaN * 0 is NaN, so padding that holds
+    NaN or inf would leak into the values and, backward, into every gradient.
+    """
+    xp = y.device.xp
+    zero = y.dtype.type(0)
 
     def backward(g: Array) -> tuple[Array]:
-        return (g * mf,)
+        return (xp.where(m, g, zero),)
 
-    return _make(y.data * mf, y.device, (y,), backward)
+    return _make(xp.where(m, y.data, zero), y.device, (y,), backward)
+
+
+def _no_steps(cell: Cell, x: Tensor) -> Tensor:
+    """The (0, B, O) output of a sequence of no steps.
+
+    A graph node on x and the cell's parameters whose gradients are zeros, so that a
+    loss over it (and over the unchanged state) can run backward as for any length.
+    """
+    xp = x.device.xp
+    B = x.shape[1]
+    parents = (x, *cell.parameters())
+
+    def backward(g: Array) -> list[Array]:
+        return [xp.zeros_like(p.data) for p in parents]
+
+    empty = xp.zeros((0, B, cell.output_size), dtype=x.dtype)
+    return _make(empty, x.device, parents, backward)
 
 
 # ---- running one cell over a sequence --------------------------------------------------------
@@ -133,6 +157,9 @@ def run_cell(
     """
     if state is None:
         state = cell.initial_state(x.shape[1])
+    else:
+        shape = (x.shape[1], cell.hidden_size)
+        state = check_state(state, cell.state_names, shape, type(cell).__name__, "(B, H)")
     if fused if fused is not None else _fused_default[0]:
         result = cell.fused_sequence(x, state, mask, reverse)
         if result is not None:
@@ -146,7 +173,11 @@ def _step_loop(
 ) -> tuple[Tensor, State]:
     T, B = x.shape[0], x.shape[1]
     if T == 0:
-        return _wrap(x.device.xp.zeros((0, B, cell.output_size), dtype=x.dtype), x.device), state
+        return _no_steps(cell, x), state
+    if mask is not None:
+        # once per sequence: padded steps then compute on zeros, so whatever they held
+        # (NaN, inf) reaches no value and no gradient (see _zero_padded)
+        x = _zero_padded(x, mask[:, :, None])
     projected = cell.input_projection(x)
     steps = unbind(projected if projected is not None else x)
     outputs: list[Tensor] = [steps[0]] * T  # placeholders, all overwritten
@@ -160,7 +191,6 @@ def _step_loop(
     xp = x.device.xp
     summary = backend.to_numpy(xp.stack([mask.all(axis=1), mask.any(axis=1)]))
     keep = mask[:, :, None]
-    keep_f = keep.astype(x.dtype)
     zeros: Tensor | None = None
     for t in order:
         if summary[0, t]:  # every sequence is valid here
@@ -173,7 +203,7 @@ def _step_loop(
             y, new = step(steps[t], state)
             m = keep[t]
             state = tuple(_keep(m, n, o) for n, o in zip(new, state))
-            outputs[t] = _zero_padded(y, keep_f[t])
+            outputs[t] = _zero_padded(y, m)
     return _stack(outputs), state
 
 
@@ -204,9 +234,16 @@ class SequenceLayer(Module):
         """
         raise NotImplementedError
 
+    def check_state(self, state: Any, batch_size: int) -> State:
+        """``state`` validated as :meth:`initial_state` would make it (see :func:`check_state`)."""
+        shape = (self.num_slots, batch_size, self.hidden_size)
+        return check_state(state, self.state_names, shape, type(self).__name__, "(num_slots, B, H)")
+
     def forward(
-        self, x: Tensor, state: State | None = None, mask: Array | None = None
+        self, x: Tensor, state: State | Tensor | None = None, mask: Array | None = None
     ) -> tuple[Tensor, State]:
+        if state is not None:
+            state = self.check_state(state, x.shape[1])
         return self.forward_sequence(x, state, mask)
 
 
@@ -498,20 +535,11 @@ class Recurrent(Module):
                     )
                 return carried
             return self.layers.initial_state(B)
-        parts = (state,) if isinstance(state, Tensor) else tuple(state)
-        if len(parts) != len(names):
-            raise ValueError(
-                f"Recurrent({self.cell_name!r}) expects a state of {len(names)} tensor(s) "
-                f"{names}, got {len(parts)}"
-            )
         want = (slots, B, self.hidden_size)
+        parts = check_state(
+            state, names, want, f"Recurrent({self.cell_name!r})", "(num_layers * num_directions, B, H)"
+        )
         for name, part in zip(names, parts):
-            if not isinstance(part, Tensor) or part.shape != want:
-                got = part.shape if isinstance(part, Tensor) else type(part).__name__
-                raise ValueError(
-                    f"Recurrent: state {name!r} must have shape (num_layers * "
-                    f"num_directions, B, H) = {want}, got {got}"
-                )
             if part.device is not x.device or part.dtype != x.dtype:
                 raise ValueError(
                     f"Recurrent: state {name!r} is {part.dtype} on {part.device.name}, the "
