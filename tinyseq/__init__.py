@@ -6,6 +6,10 @@
     y.backward()
 """
 
+import importlib
+import types
+from typing import TYPE_CHECKING
+
 from . import backend, data, decoding, metrics, models, nn, optim
 from .backend import (
     Device,
@@ -64,14 +68,48 @@ from .tensor import (
 )
 from .trainer import Trainer
 
+if TYPE_CHECKING:  # for type checkers; at run time __getattr__ imports them on first use
+    from . import cell as cell
+    from . import cli as cli
+    from . import config as config
+    from . import diagnostics as diagnostics
+    from . import fused as fused
+    from . import interop as interop
+    from . import kernels as kernels
+    from . import registry as registry
+    from . import tasks as tasks
+    from . import testing as testing
+
 cat = concatenate
+
+# Submodules imported on first attribute access, so that ``ts.testing.gradcheck`` works
+# after a bare ``import tinyseq`` without every ``import tinyseq`` paying for them (cell
+# and registry are loaded by the layers already; listed so the names are promised).
+_LAZY_SUBMODULES = (
+    "cell", "cli", "config", "diagnostics", "fused", "interop", "kernels", "registry", "tasks",
+    "testing",
+)
+
+
+def __getattr__(name: str) -> types.ModuleType:
+    """Import a lazy submodule on first use (PEP 562); other names are AttributeErrors."""
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names, the not yet imported submodules included."""
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
 
 __version__ = "0.1.0"
 
 __all__ = [
     "backend",
+    "cell",
     "nn",
     "optim",
+    "registry",
     "Device",
     "device",
     "cuda_is_available",

@@ -28,22 +28,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tinyseq`` console script; returns the exit status."""
+    from . import registry
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    if args.plugin:
-        from . import registry
-
-        # every command (train, predict, ...) sees cells from --plugin files
-        registry.set_plugin_manager(registry.build_plugin_manager(plugin_files=args.plugin))
     try:
-        return int(args.func(args) or 0)
+        # one manager per command, built here so a bad --plugin file (or a broken installed
+        # plugin) is reported like any other bad input; every command sees its cells
+        pm = registry.build_plugin_manager(plugin_files=args.plugin)
+        with registry.use_plugin_manager(pm):
+            return int(args.func(args) or 0)
+    except (registry.PluginError, registry.UnknownCellError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -40,10 +40,8 @@ def add_commands(sub: Any) -> None:
 
 
 def _manager(args: argparse.Namespace) -> registry.PluginManager:
-    """The plugin manager for this command, with any ``--plugin FILE.py`` loaded."""
-    pm = registry.build_plugin_manager(plugin_files=getattr(args, "plugin", None) or ())
-    registry.set_plugin_manager(pm)  # so layers built by the command see the same plugins
-    return pm
+    """The plugin manager for this command: :func:`tinyseq.cli.main` loaded ``--plugin`` files."""
+    return registry.get_plugin_manager()
 
 
 def _fail(message: str, status: int = 2) -> int:
@@ -57,11 +55,7 @@ def _format_options(options: Any) -> str:
 
 def cmd_cells(args: argparse.Namespace) -> int:
     """Each cell and wrapper: its plugin and origin, options and a one-line description."""
-    try:
-        pm = _manager(args)
-        specs = list(pm.cells().values())
-    except registry.PluginError as err:
-        return _fail(str(err))
+    specs = list(_manager(args).cells().values())  # a plugin error is main()'s to report
     for kind in ("cell", "wrapper"):
         chosen = [s for s in specs if s.kind == kind]
         if not chosen:
@@ -76,11 +70,8 @@ def cmd_cells(args: argparse.Namespace) -> int:
 
 def cmd_plugins(args: argparse.Namespace) -> int:
     """Each plugin: its name, where it came from, its hooks and the cells it registers."""
-    try:
-        pm = _manager(args)
-        cells = pm.cells()
-    except registry.PluginError as err:
-        return _fail(str(err))
+    pm = _manager(args)
+    cells = pm.cells()  # a plugin error is main()'s to report
     for name, plugin in pm.list_name_plugin():
         if plugin is None:
             continue
@@ -114,8 +105,9 @@ def cmd_check_cell(args: argparse.Namespace) -> int:
         options = dict(_parse_option(o) for o in args.option)
     except ValueError as err:
         return _fail(str(err))
+    pm = _manager(args)
+    pm.cells()  # a broken plugin is main()'s to report (status 1), not a bad cell name
     try:
-        pm = _manager(args)
         registry.get_cell_spec(args.name, pm)
         report = check_cell(
             args.name,
@@ -127,7 +119,7 @@ def cmd_check_cell(args: argparse.Namespace) -> int:
             pm=pm,
             raise_on_failure=False,
         )
-    except (registry.PluginError, registry.UnknownCellError, TypeError, ValueError) as err:
+    except (registry.UnknownCellError, TypeError, ValueError) as err:
         return _fail(str(err))
     print(report)
     return 0 if report.ok else 1

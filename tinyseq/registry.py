@@ -24,6 +24,7 @@ name; a built-in may be named by its short name (``lstm`` for ``tinyseq.plugins.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import importlib.util
 import inspect
@@ -194,19 +195,27 @@ class PluginManager(pluggy.PluginManager):
         self, plugin: Any, name: str | None = None, source: PluginSource | None = None
     ) -> str | None:
         """Register a plugin object (e.g. a module); returns its name, None if blocked."""
-        label = name or getattr(plugin, "__name__", None) or repr(plugin)
+        label = name or self.get_canonical_name(plugin)
         origin = source or PluginSource("code")
-        if name is not None and not self.is_blocked(name) and self.has_plugin(name):
+        if self.is_blocked(label):
+            return None
+        if self.has_plugin(label):
             raise PluginError(
-                f"plugin name {name!r} ({origin}) is already taken by a plugin from "
-                f"{self.sources.get(name, PluginSource('code'))}"
+                f"cannot register plugin {label!r} ({origin}): a plugin of that name is "
+                f"already registered ({self.source_of(label)}); {_rename_hint(label, origin)}"
             )
+        taken = self.get_name(plugin) if self.is_registered(plugin) else None
+        if taken is not None:
+            raise PluginError(
+                f"cannot register plugin {label!r} ({origin}): the same object is already "
+                f"registered as plugin {taken!r} ({self.source_of(taken)}); remove it first with "
+                f"tinyseq.registry.unregister_plugin(name={taken!r})"
+            )
+        _check_marked(self, plugin, label, origin)
         try:
             registered = super().register(plugin, name)
         except pluggy.PluginValidationError as err:
             raise PluginLoadError(f"plugin {label!r} ({origin}) is invalid: {err}") from err
-        except ValueError as err:  # the same object registered twice
-            raise PluginError(f"plugin {label!r} ({origin}): {err}") from err
         if registered is not None:
             self.sources[registered] = origin
             self._cells = None
@@ -232,7 +241,7 @@ class PluginManager(pluggy.PluginManager):
             super().check_pending()
         except pluggy.PluginValidationError as err:
             name = self.get_name(err.plugin) or repr(err.plugin)
-            hooks = ", ".join(sorted(n for n in dir(hookspecs) if n.startswith("register_")))
+            hooks = ", ".join(_hook_names())
             raise PluginLoadError(
                 f"plugin {name!r} ({self.source_of(name)}): {err}; tinyseq's hooks are: {hooks}"
             ) from err
@@ -300,6 +309,65 @@ class PluginManager(pluggy.PluginManager):
         return cells
 
 
+def _rename_hint(name: str, origin: PluginSource) -> str:
+    """How to register a plugin whose name is taken, by where the new one comes from."""
+    if origin.kind == "file":
+        return f"rename the file, or disable the other plugin with {ENV_DISABLE}={name}"
+    if origin.kind in ("entrypoint", "builtin"):
+        return f"disable one of them with {ENV_DISABLE}={name}"
+    return (
+        "pass another name (tinyseq.registry.register_plugin(plugin, name=...)) or remove "
+        f"the registered one first (tinyseq.registry.unregister_plugin(name={name!r}))"
+    )
+
+
+def _hook_names() -> list[str]:
+    """The hooks tinyseq declares in :mod:`tinyseq.hookspecs`."""
+    marker = PROJECT_NAME + "_spec"
+    return sorted(n for n in dir(hookspecs) if hasattr(getattr(hookspecs, n), marker))
+
+
+def _check_marked(pm: pluggy.PluginManager, plugin: Any, label: str, origin: PluginSource) -> None:
+    """Refuse a plugin whose hook functions lack ``@tinyseq.hookimpl``.
+
+    pluggy skips unmarked functions without a word, so such a plugin would load with no
+    cells. A misspelled, unmarked hook name counts too when the plugin implements no hook.
+    """
+    hooks = _hook_names()
+    marked: list[str] = []
+    unmarked: list[str] = []  # hook names defined without the marker
+    misspelled: list[tuple[str, str]] = []  # (attribute, the hook it resembles)
+    for attr in dir(plugin):
+        if attr.startswith("_"):
+            continue
+        try:
+            value = getattr(plugin, attr)
+        except Exception:  # a property that raises is no hook
+            continue
+        if not callable(value):
+            continue
+        if pm.parse_hookimpl_opts(plugin, attr) is not None:
+            marked.append(attr)
+        elif attr in hooks:
+            unmarked.append(attr)
+        else:
+            close = difflib.get_close_matches(attr.lower(), hooks, n=1, cutoff=0.85)
+            if close:
+                misspelled.append((attr, close[0]))
+    if unmarked:
+        hook = unmarked[0]
+        raise PluginLoadError(
+            f"plugin {label!r} ({origin}) defines {hook} without the @tinyseq.hookimpl "
+            f"marker, so tinyseq would never call it: put @tinyseq.hookimpl on the line "
+            f"above `def {hook}`"
+        )
+    if misspelled and not marked:  # a marked misspelling is check_pending's to report
+        attr, hook = misspelled[0]
+        raise PluginLoadError(
+            f"plugin {label!r} ({origin}) implements no tinyseq hook: it defines {attr}, "
+            f"not {hook}; name the function {hook} and mark it with @tinyseq.hookimpl"
+        )
+
 # ---- building a manager ----------------------------------------------------------------
 def _split_names(text: str) -> list[str]:
     return [n for n in text.replace(";", ",").replace(os.pathsep, ",").split(",") if n.strip()]
@@ -361,12 +429,24 @@ def load_plugin_file(pm: PluginManager, path: str | os.PathLike[str]) -> str | N
     if pm.is_blocked(name):
         return None
     source = PluginSource("file", path=str(file))
+    if file.is_dir():
+        raise PluginLoadError(
+            f"plugin {name!r}: {file} is a directory; expected a single-file plugin "
+            "(FILE.py). A package is installed with an entry point instead"
+        )
     if not file.is_file():
         raise PluginLoadError(f"plugin {name!r}: file {file} does not exist")
+    try:
+        with open(file, "rb"):  # an unreadable file: say so before importing
+            pass
+    except OSError as err:
+        raise PluginLoadError(
+            f"plugin {name!r}: cannot read {file}: {err.strerror or err}"
+        ) from err
     modname = f"tinyseq_plugin_{name}"
     spec = importlib.util.spec_from_file_location(modname, file)
     if spec is None or spec.loader is None:
-        raise PluginLoadError(f"plugin {name!r}: cannot import {file} (not a Python file?)")
+        raise PluginLoadError(f"plugin {name!r}: expected a Python file (FILE.py), got {file}")
     module = importlib.util.module_from_spec(spec)
     previous = sys.modules.get(modname)
     sys.modules[modname] = module  # dataclasses and pickling look modules up here
