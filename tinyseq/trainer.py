@@ -11,20 +11,30 @@ batches of a stream, validation, early stopping, the best and the latest checkpo
 (atomic), exact resume, Ctrl-C that saves and stops, a stop with a clear message on a
 NaN/Inf loss, a tqdm progress bar and a JSON-lines metrics log.
 
+A run never replaces another run's files unasked: ``fit`` refuses (:class:`RunExistsError`)
+when ``out_dir`` already holds ``best.npz``, ``last.npz`` or ``metrics.jsonl``, unless it
+resumes a checkpoint of that directory or the trainer was built with ``overwrite=True``.
+
 Exact resume: batches depend only on (seed, epoch), and a checkpoint holds the
 weights, the optimizer's state, the random generator's state, the position in the
 epoch and the carried recurrent state, so a resumed run repeats the losses and final
-weights of an uninterrupted one bit for bit.
+weights of an uninterrupted one bit for bit. A checkpoint also records the training
+data's batches per epoch and a fingerprint of its content; resumed on other data, the
+run goes on from the start of the next epoch, with a warning (the old position means
+nothing in other data).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import json
 import math
 import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import FrameType
@@ -40,7 +50,8 @@ from .metrics import MetricSums
 from .models import SequenceModel, build_model, detach_state
 from .tensor import Tensor, _wrap
 
-__all__ = ["Trainer", "TrainingError", "DataSource", "FitSummary", "load_model", "OPTIMIZERS"]
+__all__ = ["Trainer", "TrainingError", "RunExistsError", "DataSource", "FitSummary", "load_model",
+           "OPTIMIZERS", "RUN_FILES", "check_out_dir", "data_fingerprint"]
 
 OPTIMIZERS: dict[str, Any] = {
     "adam": optim.Adam,
@@ -53,8 +64,108 @@ OPTIMIZERS: dict[str, Any] = {
 _MAXIMISE = ("accuracy", "entity_f1", "token_f1", "exact_match", "f1")
 
 
+# the files that make a directory a run's: a new run into it would replace them
+RUN_FILES = ("best.npz", "last.npz", "metrics.jsonl")
+# a bar for an evaluation only when it has at least this many batches
+_EVAL_BAR_MIN_BATCHES = 10
+
+
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss became NaN or infinite)."""
+
+
+class RunExistsError(FileExistsError):
+    """The output directory already holds a run, and neither resume nor overwrite was asked."""
+
+
+def check_out_dir(
+    out_dir: str | os.PathLike[str] | None,
+    resume: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    flags: bool = False,
+) -> None:
+    """Refuse to start a run whose checkpoints would replace another run's.
+
+    Allowed: a directory without :data:`RUN_FILES`, resuming a checkpoint that lies in
+    ``out_dir``, or ``overwrite``. flags: word the advice as command-line flags.
+    """
+    if out_dir is None:
+        return
+    out = os.fspath(out_dir)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise RunExistsError(f"{'--out' if flags else 'out_dir'} {out} is a file, not a directory")
+    held = [name for name in RUN_FILES if os.path.exists(os.path.join(out, name))]
+    source = os.fspath(resume) if resume is not None else None
+    source_dir = os.path.dirname(os.path.abspath(source)) if source is not None else None
+    same_dir = (source_dir is not None and os.path.isdir(out) and os.path.isdir(source_dir)
+                and os.path.samefile(source_dir, out))
+    if same_dir and overwrite:
+        raise ValueError(
+            f"{'--overwrite' if flags else 'overwrite=True'} replaces the run in {out}, "
+            f"{'--resume' if flags else 'resume'} {source} continues it; give one of them")
+    if not held or same_dir or overwrite:
+        return
+    where = f"{out} already holds a run ({', '.join(held)})"
+    if source is not None:
+        where += f" and {source} is not one of its checkpoints"
+    ckpt = next((os.path.join(out, n) for n in ("last.npz", "best.npz") if n in held), None)
+    if flags:
+        cont = f"Continue it with `--resume {ckpt}`, r" if ckpt else "R"
+        advice = f"{cont}eplace it with `--overwrite`, or give another `--out DIR`"
+    else:
+        cont = f"Continue it with fit(resume={ckpt!r}), r" if ckpt else "R"
+        advice = f"{cont}eplace it with Trainer(..., overwrite=True), or give another out_dir"
+    raise RunExistsError(f"{where}; a new run would replace its checkpoints, so nothing was written. {advice}.")
+
+
+def data_fingerprint(data: Any) -> str | None:
+    """A short hash of a data source's content and batching (None for an unknown kind).
+
+    Known kinds: :class:`~tinyseq.data.StreamDataset` (its id rows) and
+    :class:`~tinyseq.data.SequenceDataset` (its examples); any source may define its own
+    ``fingerprint()``.
+    """
+    own = getattr(data, "fingerprint", None)
+    if callable(own):
+        return str(own())
+    if hasattr(data, "inputs") and hasattr(data, "targets"):
+        arrays = [data.inputs, data.targets[:, -1:]]  # the targets are the inputs shifted by one
+    elif hasattr(data, "xs") and hasattr(data, "ys"):
+        arrays = [*data.xs, *data.ys]
+    else:
+        return None
+    h = hashlib.blake2b(digest_size=8)
+    settings = {k: getattr(data, k, None) for k in ("batch_size", "seq_len", "shuffle", "bucket", "seed")}
+    h.update(repr((type(data).__name__, len(data), sorted(settings.items()))).encode())
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_int(name: str, value: Any, optional: bool = True, minimum: int = 1) -> None:
+    if value is None and optional:
+        return
+    if not _is_int(value) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"Trainer: {name} must be {what}{' or None' if optional else ''}, got {value!r}")
+
+
+def _check_real(name: str, value: Any, optional: bool = True, zero: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not _is_real(value) or not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        what = "a finite number >= 0" if zero else "a positive finite number"
+        raise ValueError(f"Trainer: {name} must be {what}{' or None' if optional else ''}, got {value!r}")
 
 
 class DataSource(Protocol):
@@ -117,6 +228,9 @@ class Trainer:
     improves. monitor: the metric for "best" and early stopping (default ``bpc`` for
     language models, else ``loss``); patience: evaluations without improvement before
     stopping early. metadata: extra JSON saved in every checkpoint (e.g. vocabularies).
+    overwrite: let :meth:`fit` replace a run that ``out_dir`` already holds (its
+    checkpoints as this run writes its own, and a fresh ``metrics.jsonl``); without it
+    ``fit`` raises :class:`RunExistsError` unless it resumes a checkpoint of ``out_dir``.
     """
 
     def __init__(
@@ -143,7 +257,20 @@ class Trainer:
         progress: bool = True,
         log_every: int = 10,
         metadata: dict[str, Any] | None = None,
+        overwrite: bool = False,
     ) -> None:
+        for name, value in (("epochs", epochs), ("log_every", log_every)):
+            _check_int(name, value, optional=False)
+        for name, value in (("max_steps", max_steps), ("eval_every", eval_every),
+                            ("checkpoint_every", checkpoint_every), ("patience", patience)):
+            _check_int(name, value)
+        _check_int("seed", seed, minimum=0)
+        _check_real("lr", lr, optional=False)
+        _check_real("weight_decay", weight_decay, optional=False, zero=True)
+        _check_real("max_time", max_time)
+        _check_real("clip_norm", clip_norm)
+        if not isinstance(overwrite, bool):
+            raise ValueError(f"Trainer: overwrite must be True or False, got {overwrite!r}")
         self.model = model
         self.train_data = train_data
         self.valid_data = valid_data
@@ -172,8 +299,9 @@ class Trainer:
         self.maximise = self.monitor in _MAXIMISE or self.monitor.endswith("f1")
         self.patience = patience
         self.progress = progress
-        self.log_every = max(1, log_every)
+        self.log_every = log_every
         self.metadata = dict(metadata or {})
+        self.overwrite = overwrite
         if seed is not None:
             backend.manual_seed(seed)
         # progress through training (all of it saved in checkpoints)
@@ -191,6 +319,13 @@ class Trainer:
         self.valid_history: list[dict[str, float]] = []
         self._stop_requested = False
         self._bar_in_seconds = False
+        self._fitting = False
+        self._written: set[str] = set()  # checkpoints this run wrote (the only ones it vouches for)
+        self._resumed_from: str | None = None
+        self._stale: set[str] = set()  # an overwritten run's checkpoints, removed at the first save
+        self._log_mode = "a"
+        self._fingerprint: str | None = None
+        self._saved_data: tuple[Any, Any] | None = None  # (batches per epoch, fingerprint) of a resume
 
     # ---- paths -----------------------------------------------------------------------
     @property
@@ -215,7 +350,13 @@ class Trainer:
             "best_step": self.best_step, "bad_evals": self.bad_evals, "monitor": self.monitor,
             "last_valid_step": self.last_valid_step,
             "carried_parts": n, "carried_single": isinstance(carried, Tensor),
+            "batches_per_epoch": len(self.train_data), "data_fingerprint": self._data_fingerprint(),
         }
+
+    def _data_fingerprint(self) -> str | None:
+        if self._fingerprint is None:
+            self._fingerprint = data_fingerprint(self.train_data)
+        return self._fingerprint
 
     def save(self, path: str) -> None:
         """Write a checkpoint: weights, optimizer, RNG, position, carried state, metadata."""
@@ -228,6 +369,12 @@ class Trainer:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         save_checkpoint(path, self.model, self.optimizer, metadata=meta,
                         extra_arrays=_state_arrays(self.carried))
+        self._written.add(os.path.abspath(path))
+        # an overwritten run's other checkpoints go now, so the directory never mixes two runs
+        for old in sorted(self._stale - {os.path.abspath(path)}):
+            if os.path.exists(old):
+                os.remove(old)
+        self._stale = set()
 
     def resume(self, path: str | os.PathLike[str]) -> None:
         """Load a checkpoint written by :meth:`save` and continue from where it was."""
@@ -243,20 +390,64 @@ class Trainer:
         backend.set_rng_state(ckpt.metadata["rng"])
         if self.scheduler is not None and "scheduler" in ckpt.metadata:
             self.scheduler.load_state_dict(ckpt.metadata["scheduler"])
+        self._saved_data = (t.get("batches_per_epoch"), t.get("data_fingerprint"))
+        self._resumed_from = os.fspath(path)
+
+    def _check_resumed_data(self, per_epoch: int) -> None:
+        """After a resume on other data: go on from the start of the next epoch, with a warning."""
+        if self._saved_data is None:
+            return
+        saved_len, saved_fp = self._saved_data
+        self._saved_data = None
+        now_fp = self._data_fingerprint()
+        differs = (saved_len is not None and saved_len != per_epoch) or (
+            saved_fp is not None and now_fp is not None and saved_fp != now_fp)
+        if not differs and self.batch_in_epoch < per_epoch:
+            return
+        saved = f"{saved_len} batches per epoch" if saved_len is not None else "batches per epoch unknown"
+        msg = (f"{self._resumed_from} was trained on other training data ({saved}; this data has "
+               f"{per_epoch}, content {'differs' if saved_fp != now_fp else 'unknown'}): ")
+        if self.batch_in_epoch > 0:
+            msg += (f"its position (epoch {self.epoch}, batch {self.batch_in_epoch}) does not apply, "
+                    f"so training goes on from the start of epoch {self.epoch + 1}")
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            self.carried = None
+            if self.scheduler is not None and self.scheduler_interval == "epoch":
+                self.scheduler.step()
+        else:
+            msg += f"training goes on from the start of epoch {self.epoch}"
+        warnings.warn(msg + "; the resumed run is not the exact continuation of the saved one",
+                      UserWarning, stacklevel=3)
 
     # ---- logging -------------------------------------------------------------------------
     def _log(self, record: dict[str, Any]) -> None:
         if self.log_path is None:
             return
-        with open(self.log_path, "a", encoding="utf-8") as f:
+        with open(self.log_path, self._log_mode, encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        self._log_mode = "a"
+        self._written.add(os.path.abspath(self.log_path))
 
     # ---- evaluation ---------------------------------------------------------------------
-    def evaluate(self, data: DataSource | None = None, max_batches: int | None = None) -> dict[str, float]:
-        """Metrics of the model on ``data`` (default: the validation data)."""
+    def evaluate(
+        self, data: DataSource | None = None, max_batches: int | None = None, progress: bool | None = None
+    ) -> dict[str, float]:
+        """Metrics of the model on ``data`` (default: the validation data).
+
+        progress: a bar on stderr (default: the trainer's ``progress``) for data of at
+        least 10 batches; during :meth:`fit` it disappears when the evaluation ends.
+        """
         source = data if data is not None else self.valid_data
         if source is None:
             raise ValueError("evaluate: no data given and the trainer has no validation data")
+        _check_int("max_batches", max_batches)
+        total = len(source) if max_batches is None else min(len(source), max_batches)
+        bar = None
+        if (self.progress if progress is None else progress) and total >= _EVAL_BAR_MIN_BATCHES:
+            tqdm = importlib.import_module("tqdm.auto").tqdm
+            bar = tqdm(total=total, desc="evaluate", unit="batch", dynamic_ncols=True,
+                       file=sys.stderr, leave=not self._fitting)
         was = self.model.training
         self.model.eval()
         sums = MetricSums()
@@ -267,8 +458,12 @@ class Trainer:
                     break
                 counts, state = self.model.evaluate_batch(batch, state if source.carries_state else None)
                 sums.add(counts)
+                if bar is not None:
+                    bar.update(1)
         finally:
             self.model.train(was)
+            if bar is not None:
+                bar.close()
         return sums.summary(bits=self.model.bits)
 
     def _improved(self, value: float) -> bool:
@@ -318,8 +513,15 @@ class Trainer:
         return loss_value, norm
 
     def _nonfinite(self, what: str, value: float) -> None:
-        last = self.last_path if self.last_path and os.path.exists(self.last_path) else None
-        keep = (f"the last good checkpoint is kept: {last}" if last else "no checkpoint was written yet")
+        # only a checkpoint this run wrote (or resumed from) is known to be good: the
+        # directory may hold an older run's files
+        ours = [p for p in (self.last_path, self.best_path) if p and os.path.abspath(p) in self._written]
+        if ours:
+            keep = f"the last good checkpoint is kept: {ours[0]}"
+        elif self._resumed_from is not None:
+            keep = f"the checkpoint it resumed from is kept: {self._resumed_from}"
+        else:
+            keep = "this run wrote no checkpoint yet"
         raise TrainingError(
             f"the {what} became {value} at step {self.step + 1} (epoch {self.epoch}, batch "
             f"{self.batch_in_epoch}); training stopped without saving these weights; {keep}. "
@@ -351,15 +553,25 @@ class Trainer:
         Ctrl-C finishes the current step, saves ``last.npz`` and returns with
         ``stop_reason="interrupted"`` (a second Ctrl-C stops at once).
         """
-        if resume is not None:
-            self.resume(resume)
-        self._stop_requested = False
-        if self.out_dir:
-            os.makedirs(self.out_dir, exist_ok=True)
-        self.model.train()
+        # a second fit() of this trainer continues its own run; resume() may have come first
+        continues = resume if resume is not None else self._resumed_from
+        if not self._written:
+            check_out_dir(self.out_dir, continues, self.overwrite)
         per_epoch = len(self.train_data)
         if per_epoch == 0:
             raise ValueError("the training data has no batches")
+        if resume is not None:
+            self.resume(resume)
+        self._check_resumed_data(per_epoch)
+        self._stop_requested = False
+        if self.out_dir:
+            if self.overwrite and not self._written and continues is None:
+                # replace the run there: a fresh log now, its checkpoints at this run's first save
+                self._log_mode = "w"
+                self._stale = {os.path.abspath(p) for p in (self.best_path, self.last_path)
+                               if p and os.path.exists(p)}
+            os.makedirs(self.out_dir, exist_ok=True)
+        self.model.train()
         self._log({"event": "start", "step": self.step, "epoch": self.epoch,
                    "parameters": self.model.num_parameters(), "model": self.model.kind})
         old_handler = None
@@ -372,9 +584,12 @@ class Trainer:
         window_tokens, window_start = 0, time.perf_counter()
         reason = self._done()
         last_valid: dict[str, float] = {}
+        self._fitting = True
         try:
             while reason is None:
+                yielded = False
                 for batch in self.train_data.batches(self.epoch, self.batch_in_epoch):
+                    yielded = True
                     loss_value, norm = self._train_step(batch)
                     self.step += 1
                     self.batch_in_epoch += 1
@@ -414,11 +629,17 @@ class Trainer:
                     if reason is not None:
                         break
                 else:
+                    if not yielded:  # looping on would spin forever
+                        raise TrainingError(
+                            f"the training data gave no batch for epoch {self.epoch} from batch "
+                            f"{self.batch_in_epoch} on, though it has {per_epoch} batches per epoch "
+                            f"(len()); its batches(epoch, start) must yield batches start..len()-1")
                     reason = self._done()
             # a final validation unless one just happened at this step
             if self.valid_data is not None and reason != "interrupted" and self.last_valid_step != self.step:
                 last_valid = self._validate()
         finally:
+            self._fitting = False
             if bar is not None:
                 bar.close()
             if old_handler is not None:
@@ -438,8 +659,6 @@ class Trainer:
         self._bar_in_seconds = False
         if not self.progress:
             return None
-        import importlib
-
         tqdm = importlib.import_module("tqdm.auto").tqdm
         total = self.epochs * per_epoch
         if self.max_steps is not None:
