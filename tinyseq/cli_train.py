@@ -80,8 +80,12 @@ def add_commands(sub: Any) -> None:
         "language model on the built-in corpus. Settings: task defaults < --config TOML < flags.",
     )
     p.add_argument("--config", metavar="FILE.toml", help="settings file (flags override it)")
-    p.add_argument("--quick", action="store_true", help="tiny model and budget (smoke test)")
-    p.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its last.npz")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny model and budget (smoke test), written to runs/<task>-quick by default")
+    p.add_argument("--resume", metavar="CHECKPOINT",
+                   help="continue a run from its last.npz (in its directory unless --out is given)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run that --out already holds (without it: refuse)")
     _add_config_flags(p)
     p.set_defaults(func=_friendly(cmd_train))
 
@@ -105,6 +109,8 @@ def add_commands(sub: Any) -> None:
     e = sub.add_parser("evaluate", help="metrics of a checkpoint on a data file")
     e.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
     e.add_argument("--data", default=None, help="data file (default: the run's validation data)")
+    e.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="a progress bar on stderr for a long evaluation")
     e.set_defaults(func=_friendly(cmd_evaluate))
 
     r = sub.add_parser("predict", help="predictions of a checkpoint for inputs or a file")
@@ -135,11 +141,13 @@ def _flag_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import warnings
+
     from . import backend
     from .checkpoint import load_checkpoint
-    from .config import load_toml, make_config
+    from .config import TASK_DEFAULTS, load_toml, make_config
     from .tasks import build_task, vocabs_from_metadata
-    from .trainer import Trainer, TrainingError
+    from .trainer import RunExistsError, Trainer, TrainingError, check_out_dir
 
     t_start = time.perf_counter()
     toml_values = load_toml(args.config) if args.config else {}
@@ -148,10 +156,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         meta = load_checkpoint(args.resume).metadata
         stored = {k: v for k, v in meta.get("config", {}).items()}
+        # a resumed run goes on next to its checkpoint, wherever that directory now is
+        stored["out"] = os.path.dirname(os.path.abspath(args.resume))
         stored.update(toml_values)
         toml_values = stored
         vocabs = vocabs_from_metadata(meta)
     cfg = make_config(toml_values, flags, quick=args.quick)
+    if args.quick and "out" not in flags and "out" not in toml_values:
+        # a smoke test never replaces the real run's checkpoints
+        cfg.out = str(TASK_DEFAULTS[cfg.task].get("out", os.path.join("runs", cfg.task))) + "-quick"
+    if args.resume:
+        for key in ("train", "valid"):
+            path = getattr(cfg, key)
+            if key not in flags and isinstance(path, str) and not os.path.exists(path):
+                raise FileNotFoundError(
+                    f"{args.resume} was trained on --{key} {path}, which is not found from "
+                    f"{os.getcwd()}; give its place with --{key} FILE")
+    try:
+        check_out_dir(cfg.out, args.resume, args.overwrite, flags=True)
+    except RunExistsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if cfg.threads is not None:
         _limit_threads(cfg.threads, asked="threads" in flags or "threads" in toml_values)
     backend.manual_seed(cfg.seed)
@@ -160,17 +185,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(task.description)
     print(f"model: {task.model.kind}, {task.model.num_parameters():,} parameters, cell {cfg.cell}")
     metadata = task.metadata
-    metadata["config"] = cfg.to_dict()
+    stored_cfg = cfg.to_dict()
+    for key in ("train", "valid", "out"):  # absolute, so that a resume works from any directory
+        if isinstance(stored_cfg.get(key), str):
+            stored_cfg[key] = os.path.abspath(stored_cfg[key])
+    metadata["config"] = stored_cfg
     trainer = Trainer(
         task.model, task.train_data, task.valid_data, optimizer=cfg.optimizer, lr=cfg.lr or 2e-3,
         weight_decay=cfg.weight_decay, clip_norm=cfg.clip_norm, epochs=cfg.epochs,
         max_steps=cfg.max_steps, max_time=cfg.max_time, eval_every=cfg.eval_every,
         checkpoint_every=cfg.checkpoint_every, out_dir=cfg.out, monitor=cfg.monitor,
         patience=cfg.patience, seed=cfg.seed, progress=cfg.progress, metadata=metadata,
+        overwrite=args.overwrite,
     )
+
+    def show(message: Warning | str, *_: Any, **__: Any) -> None:
+        print(f"warning: {message}", file=sys.stderr)
+
     try:
-        summary = trainer.fit(resume=args.resume)
-    except TrainingError as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", UserWarning)
+            warnings.showwarning = show
+            summary = trainer.fit(resume=args.resume)
+    except (TrainingError, RunExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"stopped after {summary.steps} steps ({summary.stop_reason}), "
@@ -352,7 +389,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         data = task.valid_data
         if data is None:
             raise ValueError("the run had no validation data; give --data FILE")
-    metrics = Trainer(model, data, progress=False, seed=None).evaluate(data)
+    metrics = Trainer(model, data, progress=args.progress, seed=None).evaluate(data)
     print(json.dumps(metrics, indent=2))
     return 0
 
