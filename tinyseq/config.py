@@ -14,19 +14,27 @@
     max_time = 120
 
 Later sources override earlier ones: built-in defaults, the task's defaults, the TOML
-file, flags. An unknown key is an error that lists the known keys.
+file, flags. An unknown key, a key set in two sections, and a value of the wrong type or
+out of range (negative, zero, NaN) are errors (:class:`ConfigError`) that name the
+setting as it was given (``--max-time`` or ``[train] max_time in run.toml``), what was
+expected and what was found, before anything is built or written.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import math
+import operator
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import tomllib
 
-__all__ = ["TrainConfig", "TASKS", "TASK_DEFAULTS", "load_toml", "make_config", "QUICK"]
+__all__ = ["TrainConfig", "ConfigError", "TASKS", "TASK_DEFAULTS", "load_toml", "make_config",
+           "QUICK"]
 
 TASKS = ("lm", "classify", "tag", "regress", "seq2seq", "one_to_many", "one_to_one")
 
@@ -136,10 +144,10 @@ HELP: dict[str, str] = {
     "optimizer": "adam, adamw, sgd, rmsprop or adagrad",
     "lr": "learning rate",
     "weight_decay": "weight decay of the optimizer",
-    "clip_norm": "clip the joint gradient norm to this value",
+    "clip_norm": "clip the joint gradient norm to this value (0: no clipping)",
     "epochs": "stop after this many epochs",
     "max_steps": "stop after this many steps",
-    "max_time": "stop after this many seconds of training (across resumes)",
+    "max_time": "stop after this many seconds of training, across resumes (inf: no limit)",
     "eval_every": "validate every N steps (default: every epoch)",
     "checkpoint_every": "write last.npz every N steps (always at the end)",
     "patience": "stop after this many validations without improvement",
@@ -154,36 +162,190 @@ HELP: dict[str, str] = {
 }
 
 
+class ConfigError(ValueError):
+    """A setting that is unknown, set twice, of the wrong type or out of range.
+
+    The message names the setting as the user gave it (a flag, or a key and its file),
+    what was expected and what was given.
+    """
+
+
+# what each setting accepts. Integers: the smallest value allowed. max_vocab keeps the 4
+# reserved tokens (<pad> <unk> <bos> <eos>) and needs room for at least one more.
+_INT_MIN: dict[str, int] = {
+    "min_freq": 1, "max_vocab": 5, "hidden_size": 1, "embedding_dim": 1, "num_layers": 1,
+    "seq_len": 1, "batch_size": 1, "bucket": 0, "epochs": 1, "max_steps": 1, "eval_every": 1,
+    "checkpoint_every": 1, "patience": 1, "seed": 0, "threads": 1, "sample_length": 1,
+}
+# floats: (test, what the message says is expected); NaN never passes
+_FLOAT_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "valid_fraction": (lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"),
+    "dropout": (lambda v: 0.0 <= v < 1.0, "a probability in [0, 1)"),
+    "teacher_forcing": (lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]"),
+    "lr": (lambda v: 0.0 < v < math.inf, "a finite number > 0"),
+    "weight_decay": (lambda v: 0.0 <= v < math.inf, "a finite number >= 0"),
+    "clip_norm": (lambda v: 0.0 <= v < math.inf, "a finite number > 0 (or 0: no clipping)"),
+    "max_time": (lambda v: v > 0.0, "a number of seconds > 0 (or inf: no limit)"),
+}
+_BOOLS = ("lowercase", "bidirectional", "progress", "plot")
+_PATHS = ("train", "valid", "out")
+_FORMATS = ("text", "tsv", "conll", "numeric")
+_DEVICES = ("cpu", "cuda", "testcpu")
+# the validation metrics each task can report (models' evaluate_batch, MetricSums.summary);
+# the tagger's entity_* and token_f1 need BIO tags, which only the data shows
+_METRICS: dict[str, tuple[str, ...]] = {
+    "lm": ("loss", "perplexity", "bpc", "accuracy"),
+    "classify": ("loss", "accuracy"),
+    "tag": ("loss", "accuracy", "entity_precision", "entity_recall", "entity_f1", "token_f1"),
+    "regress": ("loss",),
+    "seq2seq": ("loss", "accuracy", "exact_match"),
+    "one_to_many": ("loss", "accuracy", "exact_match"),
+    "one_to_one": ("loss", "accuracy"),
+}
+_OPTIONAL = {f.name for f in dataclasses.fields(TrainConfig) if "None" in str(f.type)}
+
+
+def _choices(name: str) -> tuple[str, ...] | None:
+    """The allowed strings of a setting with a fixed set of values (None: any string)."""
+    if name == "task":
+        return TASKS
+    if name == "format":
+        return _FORMATS
+    if name == "level":
+        return ("char", "word")
+    if name == "device":
+        return _DEVICES
+    if name == "pooling":
+        from .models import SequenceClassifier
+
+        return tuple(SequenceClassifier.POOLINGS)
+    if name == "condition":
+        from .models import OneToMany
+
+        return tuple(OneToMany.CONDITIONS)
+    if name == "optimizer":
+        from .trainer import OPTIMIZERS
+
+        return tuple(OPTIMIZERS)
+    return None
+
+
+def _given(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _flag(name: str) -> str:
+    return "--cell-option" if name == "cell_options" else "--" + name.replace("_", "-")
+
+
+def _check_int(value: Any, label: str, minimum: int) -> int:
+    if not isinstance(value, bool):
+        try:
+            number = operator.index(value)  # int and NumPy integers, never 4.5 or "4"
+        except TypeError:
+            pass
+        else:
+            if number >= minimum:
+                return number
+    raise ConfigError(f"{label}: expected an integer >= {minimum}, got {_given(value)}")
+
+
+def _check_float(value: Any, label: str, test: Callable[[float], bool], what: str) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+        if not math.isnan(number) and test(number):
+            return number
+    raise ConfigError(f"{label}: expected {what}, got {_given(value)}")
+
+
+def _check_setting(name: str, value: Any, label: str) -> Any:
+    """``value`` as setting ``name`` holds it (ints as float where a float is meant);
+    ConfigError naming ``label`` when it has the wrong type or is out of range."""
+    if value is None and name in _OPTIONAL:
+        return None
+    if name in _INT_MIN:
+        return _check_int(value, label, _INT_MIN[name])
+    if name in _FLOAT_RULES:
+        return _check_float(value, label, *_FLOAT_RULES[name])
+    if name in _BOOLS:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{label}: expected true or false, got {_given(value)}")
+    if name == "cell_options":
+        if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+            return dict(value)
+        raise ConfigError(f"{label}: expected a table of cell options, e.g. [cell_options] "
+                          f"with forget_bias = 1.0, got {_given(value)}")
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{label}: expected a non-empty string, got {_given(value)}")
+    choices = _choices(name)
+    if choices is not None:
+        case_free = name in ("optimizer", "device")  # as the trainer and backend read them
+        if (value.lower() if case_free else value) not in choices:
+            raise ConfigError(f"{label}: unknown {name} {value!r}; expected one of "
+                              f"{', '.join(choices)}")
+    return value
+
+
 def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The settings in a TOML file, sections flattened ([data], [model], [train], ...)."""
+    """The settings in a TOML file, sections flattened ([data], [model], [train], ...).
+
+    Each value is checked on its own here, so that a message names the file and section.
+    """
     p = os.fspath(path)
+    if os.path.isdir(p):
+        raise ConfigError(f"config {p} is a directory; expected a TOML settings file such as "
+                          f"{os.path.join(p, 'run.toml')}")
     try:
         with open(p, "rb") as f:
-            raw = tomllib.load(f)
+            data = f.read()
     except FileNotFoundError:
         raise FileNotFoundError(f"config file not found: {p}") from None
+    except OSError as err:
+        raise ConfigError(f"config {p} cannot be read: {err.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ConfigError(f"{p}, line {line}: expected a UTF-8 TOML file, found byte "
+                          f"0x{data[err.start]:02x}") from None
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"{p}: not valid TOML: {err}") from None
+        raise ConfigError(f"{p}: not valid TOML: {err}") from None
     flat: dict[str, Any] = {}
+    section: dict[str, str | None] = {}  # key -> the [section] it came from (None: top level)
     for key, value in raw.items():
-        if isinstance(value, dict) and key not in ("cell_options",):
-            for k, v in value.items():
-                flat[k] = v
+        if isinstance(value, dict) and key != "cell_options":
+            items, where = list(value.items()), key
         else:
-            flat[key] = value
+            items, where = [(key, value)], None
+        for k, v in items:
+            if k in flat:
+                raise ConfigError(f"{p}: {k} is set twice, {_place(section[k])} and "
+                                  f"{_place(where)}; keep one")
+            flat[k] = v
+            section[k] = where
+    _check_keys(flat, p)
+    for k, v in flat.items():
+        prefix = f"[{section[k]}] " if section[k] else ""
+        flat[k] = _check_setting(k, v, f"{prefix}{k} in {p}")
     # paths in the file are relative to the file
     base = os.path.dirname(os.path.abspath(p))
-    for key in ("train", "valid", "out"):
+    for key in _PATHS:
         if isinstance(flat.get(key), str) and not os.path.isabs(flat[key]):
             flat[key] = os.path.join(base, flat[key])
-    _check_keys(flat, p)
     return flat
+
+
+def _place(section: str | None) -> str:
+    return f"in [{section}]" if section else "at the top level"
 
 
 def _check_keys(values: dict[str, Any], where: str) -> None:
     unknown = sorted(set(values) - _FIELDS)
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"{where}: unknown setting(s) {', '.join(unknown)}; expected keys among: "
             f"{', '.join(sorted(_FIELDS))}"
         )
@@ -193,34 +355,104 @@ def make_config(
     toml_values: dict[str, Any] | None = None,
     overrides: dict[str, Any] | None = None,
     quick: bool = False,
+    *,
+    config_file: str | None = None,
 ) -> TrainConfig:
-    """Merge defaults, the task's defaults, [quick settings,] TOML values and overrides."""
+    """Merge defaults, the task's defaults, [quick settings,] TOML values and overrides.
+
+    ``overrides`` are the command-line flags (None: not given) and messages name them as
+    flags; messages name ``toml_values`` as coming from ``config_file`` ("the config"
+    when not given). ``--cell-option`` values add to (and override) the file's.
+    """
+    where = config_file or "the config"
     toml_values = dict(toml_values or {})
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    _check_keys(toml_values, "config")
+    _check_keys(toml_values, where)
     _check_keys(overrides, "flags")
+    labels: dict[str, str] = {}
+    for k, v in toml_values.items():
+        labels[k] = f"{k} in {where}"
+        toml_values[k] = _check_setting(k, v, labels[k])
+    for k, v in overrides.items():
+        labels[k] = _flag(k)
+        overrides[k] = _check_setting(k, v, labels[k])
+    options = dict(toml_values.get("cell_options") or {})
+    option_labels = {k: f"cell_options.{k} in {where}" for k in options}
+    for k, v in (overrides.get("cell_options") or {}).items():
+        options[k] = v
+        option_labels[k] = f"--cell-option {k}"
     task = overrides.get("task", toml_values.get("task", "lm"))
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     values: dict[str, Any] = dict(TASK_DEFAULTS[task])
     if quick:
         values.update(QUICK)
     values.update(toml_values)
     values.update(overrides)
     values["task"] = task
+    values["cell_options"] = options
+    # the ways to switch a limit off that a flag can express
+    if values.get("clip_norm") == 0.0:
+        values["clip_norm"] = None
+    if values.get("max_time") == math.inf:
+        values["max_time"] = None
     cfg = TrainConfig(**values)
-    _validate(cfg)
+    _validate(cfg, labels, option_labels)
     return cfg
 
 
-def _validate(cfg: TrainConfig) -> None:
-    if cfg.level not in ("char", "word"):
-        raise ValueError(f"level must be 'char' or 'word', got {cfg.level!r}")
-    if cfg.format is not None and cfg.format not in ("text", "tsv", "conll", "numeric"):
-        raise ValueError(f"format must be text, tsv, conll or numeric, got {cfg.format!r}")
-    for name in ("hidden_size", "batch_size", "seq_len", "num_layers", "epochs"):
-        value = getattr(cfg, name)
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def _validate(cfg: TrainConfig, labels: dict[str, str], option_labels: dict[str, str]) -> None:
+    """Checks that involve more than one setting (each value alone is checked already)."""
     if cfg.task != "lm" and cfg.train is None:
-        raise ValueError(f"task {cfg.task!r} needs training data: give --train FILE (or train = ... in the config)")
+        raise ConfigError(f"task {cfg.task!r} needs training data: give --train FILE (or train = ... in the config)")
+    metrics = _METRICS[cfg.task]
+    if cfg.monitor is not None and cfg.monitor not in metrics:
+        raise ConfigError(f"{labels.get('monitor', 'monitor')}: task {cfg.task} reports the "
+                          f"validation metrics {', '.join(metrics)}, got {cfg.monitor!r}")
+    cfg.cell_options = _check_cell_options(cfg.cell, cfg.cell_options,
+                                           labels.get("cell", "cell"), option_labels)
+
+
+def _check_cell_options(cell: str, options: dict[str, Any], cell_label: str,
+                        labels: dict[str, str]) -> dict[str, Any]:
+    """The options checked against the registered cell's (types from its defaults)."""
+    from .registry import get_cell_spec
+
+    spec = get_cell_spec(cell)  # an unknown name lists the registered cells
+    if spec.kind != "cell":
+        raise ConfigError(f"{cell_label}: {cell!r} is a wrapper, not a cell (use "
+                          "--bidirectional or --num-layers for those)")
+    known = ", ".join(f"{k} (default {v!r})" for k, v in spec.options.items()) or "none"
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        label = labels.get(key, f"cell option {key}")
+        if key not in spec.options:
+            if _takes_any_keyword(spec.factory):
+                out[key] = value
+                continue
+            raise ConfigError(f"{label}: cell {cell!r} has no option {key!r}; its options are: {known}")
+        default = spec.options[key]
+        if isinstance(default, bool):
+            ok, what = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, what = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            what = "a finite number"
+            if ok:
+                value = float(value)
+        elif isinstance(default, str):
+            ok, what = isinstance(value, str), "a string"
+        else:  # no default to learn the type from: the cell checks it
+            ok, what = True, ""
+        if not ok:
+            raise ConfigError(f"{label}: cell {cell!r} expects {what} for option {key} "
+                              f"(default {default!r}), got {_given(value)}")
+        out[key] = value
+    return out
+
+
+def _takes_any_keyword(factory: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
