@@ -311,10 +311,11 @@ class PluginManager(pluggy.PluginManager):
 
 def _rename_hint(name: str, origin: PluginSource) -> str:
     """How to register a plugin whose name is taken, by where the new one comes from."""
+    # no TINYSEQ_DISABLE_PLUGINS hint: blocking a name blocks both plugins of that name
     if origin.kind == "file":
-        return f"rename the file, or disable the other plugin with {ENV_DISABLE}={name}"
+        return "rename one of the files (a plugin file is registered under its file name)"
     if origin.kind in ("entrypoint", "builtin"):
-        return f"disable one of them with {ENV_DISABLE}={name}"
+        return "rename the entry point or uninstall one of the distributions"
     return (
         "pass another name (tinyseq.registry.register_plugin(plugin, name=...)) or remove "
         f"the registered one first (tinyseq.registry.unregister_plugin(name={name!r}))"
