@@ -149,31 +149,60 @@ def _rows(arr: Arr, lengths: Arr | None) -> list[Arr]:
     return [a[: int(n)] for a, n in zip(arr, lengths)]
 
 
+def _no_negative(rows: list[Arr], name: str, what: str, path: str) -> None:
+    """Integer ids and classes index tables: a negative one would fail deep in the loss."""
+    for i, r in enumerate(rows):
+        if r.dtype.kind == "i" and r.size and r.min() < 0:
+            raise DataFormatError(path, None, f"expected {what} >= 0 in '{name}', example {i} "
+                                  f"holds {r.min()}")
+
+
 def _numeric_examples(d: NumericData, task: str, path: str) -> tuple[list[Any], list[Any], bool, bool]:
     if task in ("one_to_one", "one_to_many"):
         if d.x.ndim != 2:
             raise DataFormatError(path, None, f"task {task} expects 'x' as vectors (N, F), got shape {d.x.shape}")
         x = list(d.x.astype(np.float32))
         if task == "one_to_one":
+            if d.y.dtype.kind in "iu":
+                if d.y.ndim != 1:
+                    raise DataFormatError(path, None, f"task one_to_one expects 'y' as class ids (N,) "
+                                          f"or float targets (N, K), got {d.y.dtype} {d.y.shape}")
+                _no_negative([d.y], "y", "class ids", path)
             return x, list(d.y), False, False
         if d.y.dtype.kind not in "iu" or d.y.ndim != 2:
             raise DataFormatError(path, None, f"task one_to_many expects 'y' as token ids (N, Ty), got {d.y.dtype} {d.y.shape}")
-        return x, _rows(d.y, d.y_lengths), False, True
+        ys = _rows(d.y, d.y_lengths)
+        _no_negative(ys, "y", "token ids", path)
+        return x, ys, False, True
+    ids = d.x.dtype.kind in "iu"
+    if d.x.ndim != (2 if ids else 3):
+        raise DataFormatError(path, None, f"task {task} expects 'x' as (N, T) integer ids or (N, T, F) "
+                              f"float features, got {d.x.dtype} {d.x.shape}")
     xs = _rows(d.x, d.x_lengths)
+    _no_negative(xs, "x", "token ids", path)
     if task == "classify":
         if d.y.ndim != 1 or d.y.dtype.kind not in "iu":
             raise DataFormatError(path, None, f"task classify expects 'y' as class ids (N,), got {d.y.dtype} {d.y.shape}")
+        _no_negative([d.y], "y", "class ids", path)
         return xs, list(d.y), True, False
     if task == "tag" and d.y.dtype.kind not in "iu":
         raise DataFormatError(path, None, f"task tag expects integer tags 'y' (N, T), got {d.y.dtype}; "
                               "for float targets use task regress")
+    if task == "tag" and (d.y.ndim != 2 or d.y.shape[1] != d.x.shape[1]):
+        raise DataFormatError(path, None, f"task tag expects one tag per step, 'y' (N, T) aligned with "
+                              f"'x' {d.x.shape}, got {d.y.shape}")
+    if task == "seq2seq" and (d.y.dtype.kind not in "iu" or d.y.ndim != 2):
+        raise DataFormatError(path, None, f"task seq2seq expects 'y' as target token ids (N, Ty), "
+                              f"got {d.y.dtype} {d.y.shape}")
     if task == "regress":
         if d.y.dtype.kind != "f" or d.y.ndim != 3 or d.y.shape[1] != d.x.shape[1]:
             raise DataFormatError(path, None, f"task regress expects float targets 'y' (N, T, K) aligned "
                                   f"with 'x' {d.x.shape}, got {d.y.dtype} {d.y.shape}")
         return xs, _rows(d.y, d.x_lengths), True, True
     ylens = d.y_lengths if d.y_lengths is not None else (d.x_lengths if task == "tag" else None)
-    return xs, _rows(d.y, ylens), True, True
+    ys = _rows(d.y, ylens)
+    _no_negative(ys, "y", "tag ids" if task == "tag" else "token ids", path)
+    return xs, ys, True, True
 
 
 # ---- building everything ------------------------------------------------------------------
@@ -265,10 +294,24 @@ def _lm_task(cfg: TrainConfig, vocabs: dict[str, Vocab] | None) -> Task:
         vocabs = {"input": vocab}
     vocab = vocabs["input"]
     bs, t = cfg.batch_size or 32, cfg.seq_len
-    train = StreamDataset(encode_stream(train_text, vocab), bs, t)
+    ids = encode_stream(train_text, vocab)
+    held_out = "" if cfg.valid else f" after holding out valid_fraction {cfg.valid_fraction:g}"
+    # StreamDataset cuts the stream into bs rows and needs 2 steps (input and target) in each
+    if len(ids) < 2 * bs + 1:
+        found = "the file is empty" if not text else f"found {len(ids)}{held_out}"
+        raise DataFormatError(
+            cfg.train or source, None,
+            f"expected at least {2 * bs + 1} {cfg.level}s of training text for batch_size {bs}, "
+            f"{found}; give more text or a smaller --batch-size")
+    train = StreamDataset(ids, bs, t)
     valid = None
     if valid_text:
         vids = encode_stream(valid_text, vocab)
+        if len(vids) < 3:
+            raise DataFormatError(
+                cfg.valid or cfg.train or source, None,
+                f"expected at least 3 {cfg.level}s of validation text, found {len(vids)}{held_out}; "
+                "give more text" + ("" if cfg.valid else ", a larger --valid-fraction, or --valid FILE"))
         vb = max(1, min(bs, (len(vids) - 1) // max(2 * t, 2)))
         valid = StreamDataset(vids, vb, t)
     model = LanguageModel(len(vocab), cfg.embedding_dim or 64, cfg.hidden_size or 256, cfg.cell,

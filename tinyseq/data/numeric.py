@@ -43,6 +43,8 @@ def read_numeric(path: str | os.PathLike[str]) -> NumericData:
     p = os.fspath(path)
     if not os.path.exists(p):
         raise FileNotFoundError(f"data file not found: {p}")
+    if os.path.isdir(p):
+        raise DataFormatError(p, None, "expected a .npz or .npy file, got a directory")
     try:
         loaded = np.load(p, allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
@@ -54,16 +56,19 @@ def read_numeric(path: str | os.PathLike[str]) -> NumericData:
         if x.ndim != 3 or x.shape[1] < 2:
             raise DataFormatError(p, None, f"expected an array (N, T, F) with T >= 2, got shape {loaded.shape}")
         x = x.astype(np.float32)
+        _check_finite(p, "x", x)
         return NumericData(x=x[:, :-1], y=x[:, 1:])
     with loaded:
         keys = sorted(loaded.files)
         if "x" not in keys or "y" not in keys:
             raise DataFormatError(p, None, f"expected arrays 'x' and 'y' (and optionally 'x_lengths', 'y_lengths'), found {keys}")
-        data = NumericData(
-            x=loaded["x"], y=loaded["y"],
-            x_lengths=loaded["x_lengths"] if "x_lengths" in keys else None,
-            y_lengths=loaded["y_lengths"] if "y_lengths" in keys else None,
-        )
+        arrays = {name: _member(loaded, name, p) for name in _KEYS if name in keys}
+    data = NumericData(**arrays)
+    if data.x.ndim not in (2, 3) or 0 in data.x.shape:
+        raise DataFormatError(p, None, f"expected 'x' as (N, T) ids, (N, T, F) features or (N, F) "
+                              f"vectors with no empty axis, got shape {data.x.shape}")
+    if data.y.ndim == 0:
+        raise DataFormatError(p, None, "expected 'y' with one row per example of 'x', got a scalar")
     n = data.x.shape[0]
     if data.y.shape[0] != n:
         raise DataFormatError(p, None, f"expected 'y' with {n} rows like 'x', got shape {data.y.shape}")
@@ -82,4 +87,30 @@ def read_numeric(path: str | os.PathLike[str]) -> NumericData:
         raise DataFormatError(p, None, f"expected 'x' of floats or integer ids, got {data.x.dtype}")
     if data.y.dtype.kind == "f":
         data.y = data.y.astype(np.float32)
+    elif data.y.dtype.kind not in "iu":
+        raise DataFormatError(p, None, f"expected 'y' of floats or integer ids, got {data.y.dtype}")
+    for name in ("x", "y"):
+        _check_finite(p, name, getattr(data, name))
     return data
+
+
+_KEYS = ("x", "y", "x_lengths", "y_lengths")
+
+
+def _member(loaded: Any, name: str, path: str) -> Arr:
+    """One array of an open .npz; object arrays (which need pickle) are refused."""
+    try:
+        return np.asarray(loaded[name])
+    except ValueError as err:  # NumPy: "Object arrays cannot be loaded when allow_pickle=False"
+        raise DataFormatError(path, None, f"expected numeric arrays, but '{name}' holds Python "
+                              f"objects, which tinyseq never unpickles ({err})") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        raise DataFormatError(path, None, f"array '{name}' cannot be read: {err}") from None
+
+
+def _check_finite(path: str, name: str, arr: Arr) -> None:
+    """Float data without NaN or infinity (they would only show up later as a NaN loss)."""
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise DataFormatError(path, None, f"expected finite numbers in '{name}', found "
+                              f"{arr[tuple(bad)]} at index {tuple(int(i) for i in bad)}")

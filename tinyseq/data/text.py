@@ -42,6 +42,10 @@ def _read_bytes(path: str | os.PathLike[str]) -> bytes:
             return f.read()
     except FileNotFoundError:
         raise FileNotFoundError(f"data file not found: {os.fspath(path)}") from None
+    except IsADirectoryError:
+        raise DataFormatError(path, None, "expected a data file, got a directory") from None
+    except OSError as err:
+        raise DataFormatError(path, None, f"cannot be read: {err.strerror}") from None
 
 
 def encode_stream(text: str, vocab: Vocab) -> npt.NDArray[np.int64]:
