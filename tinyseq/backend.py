@@ -22,6 +22,7 @@ import numpy as np
 
 __all__ = [
     "Device",
+    "DeviceUnavailableError",
     "device",
     "get_device",
     "device_of",
@@ -140,6 +141,10 @@ def _wrap_test_fn(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+class DeviceUnavailableError(RuntimeError):
+    """A device tinyseq knows that this machine cannot provide (e.g. 'cuda' without CuPy)."""
+
+
 _devices: dict[str, Device] = {}
 
 
@@ -152,7 +157,7 @@ def _make_device(name: str) -> Device:
         try:
             import cupy  # type: ignore[import-not-found,unused-ignore]  # imported here only: the rest of tinyseq never imports cupy
         except ImportError as err:
-            raise RuntimeError(
+            raise DeviceUnavailableError(
                 "device 'cuda' needs CuPy: install tinyseq[cuda13] or tinyseq[cuda12]"
                 f" (import failed: {err})"
             ) from err
