@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import math
 import os
 import sys
 import time
@@ -60,11 +61,15 @@ def _friendly(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
 
     @functools.wraps(fn)
     def run(args: argparse.Namespace) -> int:
+        from .backend import DeviceUnavailableError
         from .checkpoint import CheckpointError
 
         try:
             return fn(args)
-        except (CheckpointError, FileNotFoundError, ValueError, KeyError, TypeError) as err:
+        # a path that is a directory, unreadable or in the way is the user's to fix too
+        except (CheckpointError, DeviceUnavailableError, FileNotFoundError, IsADirectoryError,
+                NotADirectoryError, PermissionError, FileExistsError, ValueError, KeyError,
+                TypeError) as err:
             msg = err.args[0] if isinstance(err, KeyError) and err.args else err
             print(f"error: {msg}", file=sys.stderr)
             return 1
@@ -161,7 +166,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         stored.update(toml_values)
         toml_values = stored
         vocabs = vocabs_from_metadata(meta)
-    cfg = make_config(toml_values, flags, quick=args.quick)
+    cfg = make_config(toml_values, flags, quick=args.quick, config_file=args.config or args.resume)
     if args.quick and "out" not in flags and "out" not in toml_values:
         # a smoke test never replaces the real run's checkpoints
         cfg.out = str(TASK_DEFAULTS[cfg.task].get("out", os.path.join("runs", cfg.task))) + "-quick"
@@ -303,13 +308,34 @@ def _load(path: str) -> tuple[Any, dict[str, Any], dict[str, Any], Any]:
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint not found: {path} (train one with `tinyseq train`)")
+    if os.path.isdir(path):
+        raise ValueError(f"--checkpoint {path} is a directory; expected a checkpoint file such as "
+                         f"{os.path.join(path, 'best.npz')}")
     model, meta = load_model(path)
     vocabs = vocabs_from_metadata(meta)
-    cfg = make_config({k: v for k, v in meta.get("config", {}).items()})
+    cfg = make_config({k: v for k, v in meta.get("config", {}).items()},
+                      config_file=f"the config stored in {path}")
     return model, meta, vocabs, cfg
 
 
+def _check_decoding_flags(args: argparse.Namespace) -> None:
+    """The numeric flags of generate / predict in range, before any work is done."""
+    for name, smallest in (("length", 1), ("beam", 1), ("top_k", 1), ("seed", 0)):
+        value = getattr(args, name, None)
+        if value is not None and value < smallest:
+            raise ValueError(f"--{name.replace('_', '-')}: expected an integer >= {smallest}, "
+                             f"got {value}")
+    for temp in getattr(args, "temperature", None) or []:
+        if not 0.0 < temp < math.inf:  # NaN fails too
+            raise ValueError(f"--temperature: expected a finite number > 0, got {temp}")
+    penalty = getattr(args, "length_penalty", None)
+    if penalty is not None and not 0.0 <= penalty < math.inf:
+        raise ValueError(f"--length-penalty: expected a finite number >= 0 (0: no length "
+                         f"normalisation), got {penalty}")
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
+    _check_decoding_flags(args)
     model, _, vocabs, cfg = _load(args.checkpoint)
     temps = args.temperature or [0.8]
     if model.kind == "language_model":
@@ -346,14 +372,21 @@ def _inputs_batch(model: Any, vocabs: dict[str, Any], cfg: Any, inputs: list[str
     from .data import Batch, pad_sequences, tokenize
 
     if not inputs:
-        raise ValueError("give at least one --input")
+        raise ValueError("no inputs: give at least one --input TEXT (predict also reads --data FILE)")
     n = len(inputs)
     if model.kind == "one_to_many":
-        try:
-            vecs = np.array([[float(v) for v in s.split(",")] for s in inputs], dtype=np.float32)
-        except ValueError:
-            raise ValueError("one-to-many --input expects comma-separated numbers, e.g. 0.1,0.5,1") from None
-        return Batch(x=vecs, y=np.zeros((n, 1), dtype=np.int64))
+        size = int(model.config["condition_size"])
+        rows = []
+        for s in inputs:
+            try:
+                row = [float(v) for v in s.split(",")]
+            except ValueError:
+                row = []
+            if len(row) != size:
+                raise ValueError(f"--input {s!r}: this one-to-many model expects {size} "
+                                 f"comma-separated numbers, e.g. {','.join(['0.5'] * size)}")
+            rows.append(row)
+        return Batch(x=np.array(rows, dtype=np.float32), y=np.zeros((n, 1), dtype=np.int64))
     key = "source" if "source" in vocabs else "input"
     if key in vocabs:
         vocab = vocabs[key]
@@ -361,8 +394,17 @@ def _inputs_batch(model: Any, vocabs: dict[str, Any], cfg: Any, inputs: list[str
         seqs = [vocab.encode((s.lower() if cfg.lowercase else s).split() if model.kind == "tagger"
                              else tokenize(s.lower() if cfg.lowercase else s, vocab.level))
                 or [vocab.unk_id] for s in inputs]
-    else:
-        seqs = [[int(v) for v in s.split()] for s in inputs]
+    else:  # trained on .npz ids: the input is ids too
+        seqs = []
+        for s in inputs:
+            try:
+                ids = [int(v) for v in s.split()]
+            except ValueError:
+                ids = []
+            if not ids or min(ids) < 0:
+                raise ValueError(f"--input {s!r}: this model was trained on token ids; expected "
+                                 "whitespace-separated integers >= 0, e.g. '5 8 2'")
+            seqs.append(ids)
     x, lens = pad_sequences(seqs, 0, dtype=np.int64)
     return Batch(x=x, y=np.zeros((n, 1), dtype=np.int64), x_lengths=lens,
                  y_lengths=np.ones(n, dtype=np.int64))
@@ -395,14 +437,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    _check_decoding_flags(args)
     model, _, vocabs, cfg = _load(args.checkpoint)
     if model.kind == "language_model":
         raise ValueError("for a language model use `tinyseq generate --prime TEXT`")
     inputs = list(args.input)
     if args.data:
-        from .data import read_lines
+        from .data import DataFormatError, read_lines
 
-        inputs += [line.split("\t")[0] for _, line in read_lines(args.data)]
+        lines = read_lines(args.data)
+        if not lines:
+            raise DataFormatError(args.data, None, "expected one input per line (the text, "
+                                  "optionally a tab and more fields), the file has no lines")
+        inputs += [line.split("\t")[0] for _, line in lines]
     batch = _inputs_batch(model, vocabs, cfg, inputs)
     if model.kind == "classifier":
         labels = vocabs.get("labels")
