@@ -7,6 +7,9 @@ A plugin is a module (or any object) with a ``register_cells`` function::
     @tinyseq.hookimpl
     def register_cells(register):
         register("mycell", MyCell, description="my recurrent cell")
+
+The marker is required: pluggy would skip an unmarked ``register_cells`` without a word,
+so tinyseq refuses such a plugin with an error naming it and its file.
 """
 
 from __future__ import annotations
