@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from . import registry
+
 __all__ = ["main", "build_parser"]
 
 
@@ -28,8 +30,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tinyseq`` console script; returns the exit status."""
-    from . import registry
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -47,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
 
 if __name__ == "__main__":
     sys.exit(main())
