@@ -121,21 +121,20 @@ def _zero_padded(y: Tensor, m: Array) -> Tensor:
     return _make(xp.where(m, y.data, zero), y.device, (y,), backward)
 
 
-def _no_steps(cell: Cell, x: Tensor) -> Tensor:
-    """The (0, B, O) output of a sequence of no steps.
+def _nothing_runs(cell: Cell, x: Tensor) -> Tensor:
+    """The (T, B, O) zeros output of a sequence where no step is valid (or T = 0).
 
     A graph node on x and the cell's parameters whose gradients are zeros, so that a
-    loss over it (and over the unchanged state) can run backward as for any length.
+    loss over it (and over the unchanged state) runs backward as when steps ran.
     """
     xp = x.device.xp
-    B = x.shape[1]
     parents = (x, *cell.parameters())
 
     def backward(g: Array) -> list[Array]:
         return [xp.zeros_like(p.data) for p in parents]
 
-    empty = xp.zeros((0, B, cell.output_size), dtype=x.dtype)
-    return _make(empty, x.device, parents, backward)
+    zeros = xp.zeros((x.shape[0], x.shape[1], cell.output_size), dtype=x.dtype)
+    return _make(zeros, x.device, parents, backward)
 
 
 # ---- running one cell over a sequence --------------------------------------------------------
@@ -172,8 +171,13 @@ def _step_loop(
     cell: Cell, x: Tensor, state: State, mask: Array | None, reverse: bool
 ) -> tuple[Tensor, State]:
     T, B = x.shape[0], x.shape[1]
-    if T == 0:
-        return _no_steps(cell, x), state
+    xp = x.device.xp
+    summary = None
+    if mask is not None:
+        # One host copy of per-step summaries decides which steps need masking at all.
+        summary = backend.to_numpy(xp.stack([mask.all(axis=1), mask.any(axis=1)]))
+    if T == 0 or (summary is not None and not summary[1].any()):
+        return _nothing_runs(cell, x), state
     if mask is not None:
         # once per sequence: padded steps then compute on zeros, so whatever they held
         # (NaN, inf) reaches no value and no gradient (see _zero_padded)
@@ -183,13 +187,10 @@ def _step_loop(
     outputs: list[Tensor] = [steps[0]] * T  # placeholders, all overwritten
     order = range(T - 1, -1, -1) if reverse else range(T)
     step = cell.step
-    if mask is None:
+    if mask is None or summary is None:
         for t in order:
             outputs[t], state = step(steps[t], state)
         return _stack(outputs), state
-    # One host copy of per-step summaries decides which steps need masking at all.
-    xp = x.device.xp
-    summary = backend.to_numpy(xp.stack([mask.all(axis=1), mask.any(axis=1)]))
     keep = mask[:, :, None]
     zeros: Tensor | None = None
     for t in order:
@@ -489,6 +490,8 @@ class Recurrent(Module):
             raise ValueError("Recurrent: pass lengths or mask, not both")
         if lengths is not None:
             host = backend.to_numpy(lengths.data if isinstance(lengths, Tensor) else np.asarray(lengths))
+            if host.size == 0:
+                host = host.astype(np.int64)  # np.asarray([]) is float: a batch of 0 is fine
             if host.shape != (B,) or host.dtype.kind not in "iu":
                 raise ValueError(
                     f"Recurrent: lengths must be {B} integers (one per sequence), got "
