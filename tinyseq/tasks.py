@@ -149,8 +149,17 @@ def _rows(arr: Arr, lengths: Arr | None) -> list[Arr]:
     return [a[: int(n)] for a, n in zip(arr, lengths)]
 
 
-def _no_negative(rows: list[Arr], name: str, what: str, path: str) -> None:
-    """Integer ids and classes index tables: a negative one would fail deep in the loss."""
+def _no_negative(rows: list[Arr] | Arr, name: str, what: str, path: str) -> None:
+    """Integer ids and classes index tables: a negative one would fail deep in the loss.
+
+    rows: one array per example, or an array (N,) of one id per example.
+    """
+    if isinstance(rows, np.ndarray):
+        bad = np.flatnonzero(rows < 0) if rows.dtype.kind == "i" else []
+        if len(bad):
+            raise DataFormatError(path, None, f"expected {what} >= 0 in '{name}', example "
+                                  f"{bad[0]} holds {rows[bad[0]]}")
+        return
     for i, r in enumerate(rows):
         if r.dtype.kind == "i" and r.size and r.min() < 0:
             raise DataFormatError(path, None, f"expected {what} >= 0 in '{name}', example {i} "
@@ -167,7 +176,7 @@ def _numeric_examples(d: NumericData, task: str, path: str) -> tuple[list[Any], 
                 if d.y.ndim != 1:
                     raise DataFormatError(path, None, f"task one_to_one expects 'y' as class ids (N,) "
                                           f"or float targets (N, K), got {d.y.dtype} {d.y.shape}")
-                _no_negative([d.y], "y", "class ids", path)
+                _no_negative(d.y, "y", "class ids", path)
             return x, list(d.y), False, False
         if d.y.dtype.kind not in "iu" or d.y.ndim != 2:
             raise DataFormatError(path, None, f"task one_to_many expects 'y' as token ids (N, Ty), got {d.y.dtype} {d.y.shape}")
@@ -183,7 +192,7 @@ def _numeric_examples(d: NumericData, task: str, path: str) -> tuple[list[Any], 
     if task == "classify":
         if d.y.ndim != 1 or d.y.dtype.kind not in "iu":
             raise DataFormatError(path, None, f"task classify expects 'y' as class ids (N,), got {d.y.dtype} {d.y.shape}")
-        _no_negative([d.y], "y", "class ids", path)
+        _no_negative(d.y, "y", "class ids", path)
         return xs, list(d.y), True, False
     if task == "tag" and d.y.dtype.kind not in "iu":
         raise DataFormatError(path, None, f"task tag expects integer tags 'y' (N, T), got {d.y.dtype}; "
