@@ -183,3 +183,15 @@ def test_bad_states_are_refused_at_every_entry(fused: bool) -> None:
     assert gru(x, ts.zeros(1, 2, H))[0].shape == (5, 2, H)
     assert gru.layers(x, ts.zeros(1, 2, H))[0].shape == (5, 2, H)
     assert lstm(x, (ts.zeros(4, 2, H), ts.zeros(4, 2, H)))[0].shape == (5, 2, 2 * H)
+
+
+def test_a_carried_state_is_checked_like_a_given_one() -> None:
+    rec = ts.nn.Recurrent("gru", I, H, stateful=True)
+    rec(ts.randn(5, 2, I))
+    with pytest.raises(ValueError, match="batch size 2, got a batch of 3; call reset_state"):
+        rec(ts.randn(5, 3, I))
+    rec.to(dtype=ts.float64)
+    with pytest.raises(ValueError, match=r"state 'h' is float32 .* input is float64.*reset_state\(\)"):
+        rec(ts.randn(5, 2, I).to(dtype=ts.float64))
+    rec.reset_state()
+    assert rec(ts.randn(5, 2, I).to(dtype=ts.float64))[1].dtype == ts.float64

@@ -528,16 +528,17 @@ class Recurrent(Module):
     def _state_in(self, state: Any, B: int, x: Tensor) -> State:
         slots = self.layers.num_slots
         names = self.state_names
+        carried = state is None and self.stateful and self._carried is not None
         if state is None:
-            if self.stateful and self._carried is not None:
-                carried = self._carried
-                if carried[0].shape[1] != B:
-                    raise ValueError(
-                        f"stateful Recurrent carries a state for batch size "
-                        f"{carried[0].shape[1]}, got a batch of {B}; call reset_state()"
-                    )
-                return carried
-            return self.layers.initial_state(B)
+            if not carried:
+                return self.layers.initial_state(B)
+            state = self._carried
+            if state[0].shape[1] != B:
+                raise ValueError(
+                    f"stateful Recurrent carries a state for batch size "
+                    f"{state[0].shape[1]}, got a batch of {B}; call reset_state()"
+                )
+            # checked like a given state: the layer may have moved (to()) since
         want = (slots, B, self.hidden_size)
         parts = check_state(
             state, names, want, f"Recurrent({self.cell_name!r})", "(num_layers * num_directions, B, H)"
@@ -547,6 +548,7 @@ class Recurrent(Module):
                 raise ValueError(
                     f"Recurrent: state {name!r} is {part.dtype} on {part.device.name}, the "
                     f"input is {x.dtype} on {x.device.name}"
+                    + ("; it was carried from the last call: call reset_state()" if carried else "")
                 )
         return parts
 
