@@ -107,9 +107,9 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path) ->
     last = tmp_path / "last.npz"
     saved = last.read_bytes()
     model.head.bias.data[0] = np.nan  # poison the weights: the next loss is NaN
-    again = make_trainer(model, train, valid, tmp_path, 10)
-    with pytest.raises(TrainingError, match=r"loss became nan at step 1 .*last good checkpoint is kept: .*last.npz"):
-        again.fit()
+    trainer.max_steps = 10  # the same run goes on
+    with pytest.raises(TrainingError, match=r"loss became nan at step 4 .*last good checkpoint is kept: .*last.npz"):
+        trainer.fit()
     assert last.read_bytes() == saved
 
 

@@ -259,11 +259,11 @@ class Trainer:
         metadata: dict[str, Any] | None = None,
         overwrite: bool = False,
     ) -> None:
-        for name, value in (("epochs", epochs), ("log_every", log_every)):
-            _check_int(name, value, optional=False)
-        for name, value in (("max_steps", max_steps), ("eval_every", eval_every),
-                            ("checkpoint_every", checkpoint_every), ("patience", patience)):
-            _check_int(name, value)
+        _check_int("epochs", epochs, optional=False)
+        _check_int("log_every", log_every, optional=False)
+        for name, optional_int in (("max_steps", max_steps), ("eval_every", eval_every),
+                                   ("checkpoint_every", checkpoint_every), ("patience", patience)):
+            _check_int(name, optional_int)
         _check_int("seed", seed, minimum=0)
         _check_real("lr", lr, optional=False)
         _check_real("weight_decay", weight_decay, optional=False, zero=True)
@@ -686,12 +686,27 @@ class Trainer:
 
 
 def load_model(path: str | os.PathLike[str]) -> tuple[SequenceModel, dict[str, Any]]:
-    """Rebuild the model stored in a checkpoint; returns (model in eval mode, metadata)."""
+    """Rebuild the model stored in a checkpoint; returns (model in eval mode, metadata).
+
+    The stored config is checked against the stored weights' shapes first (without
+    building anything of the config's sizes): a mismatch is a CheckpointError.
+    """
+    from .checkpoint import CheckpointError
+    from .models import config_mismatch
+
     ckpt = load_checkpoint(path)
     info = ckpt.metadata.get("model")
     if not isinstance(info, dict) or "kind" not in info:
         raise ValueError(f"{os.fspath(path)} holds no model description (was it written by Trainer.save?)")
-    model = build_model(info["kind"], dict(info["config"]))
+    config = dict(info["config"])
+    # a config that lies about its sizes must not get to allocate a model of those sizes
+    shapes = {k: tuple(v.shape) for k, v in ckpt.model_state.items()}
+    problem = config_mismatch(info["kind"], config, shapes)
+    if problem is not None:
+        raise CheckpointError(
+            f"{os.fspath(path)}: its model config does not fit its stored weights ({problem})"
+        )
+    model = build_model(info["kind"], config)
     model.load_state_dict(ckpt.model_state)
     model.eval()
     return model, ckpt.metadata
