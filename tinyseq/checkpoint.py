@@ -7,10 +7,23 @@
 The file is a NumPy ``.npz`` (a zip of ``.npy`` arrays) read with
 ``allow_pickle=False``, so loading can never run code. Everything that is not an
 array (metadata, optimizer settings and step counts) is JSON, stored as a uint8
-array of its UTF-8 bytes. Saving writes a temporary file in the same directory,
+array of its UTF-8 bytes.
+
+Saving writes a temporary file ``.<name>.<pid>.<random>.tmp`` in the same directory,
 flushes and fsyncs it and renames it over the target, so a crash or a failed write
-leaves the previous checkpoint intact. Loading reads and checks the whole file, and
-that it fits the model and optimizer, before changing either.
+leaves the previous checkpoint intact. A process killed mid-save (``kill -9``) leaves
+its temporary behind; the next save of the same target removes such leftovers: files of
+exactly that pattern whose writer process no longer runs on this machine, or that have
+not been written to for :data:`STALE_TEMP_SECONDS` (a pid may be reused). A live
+writer's temporary, and every other file, is never touched.
+
+Loading reads and checks the whole file, and that it fits the model and optimizer,
+before changing either. A hostile file cannot make it allocate much: before any array
+is read, the zip directory's declared sizes and each ``.npy`` header are checked: every
+entry must hold exactly the bytes its header declares, all entries together at most
+``max_bytes`` (:data:`MAX_CHECKPOINT_BYTES` by default), and a compressed entry over
+:data:`MIN_RATIO_CHECKED_BYTES` may inflate at most :data:`MAX_COMPRESSION_RATIO` times
+(tinyseq itself writes uncompressed entries).
 """
 
 from __future__ import annotations
@@ -18,7 +31,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
+import time
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,11 +48,26 @@ if TYPE_CHECKING:
     from .nn.module import Module
     from .optim.optimizer import Optimizer
 
-__all__ = ["Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint"]
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "MAX_CHECKPOINT_BYTES",
+]
 
 FORMAT = "tinyseq-checkpoint"
 VERSION = 1
 _META = "__tinyseq__"
+
+# what a file may make load_checkpoint allocate (the sum of its entries' inflated sizes)
+MAX_CHECKPOINT_BYTES = 4 * 2**30
+# compressed entries: how far one may inflate, checked for entries bigger than this
+MAX_COMPRESSION_RATIO = 200
+MIN_RATIO_CHECKED_BYTES = 16 * 2**20
+# a leftover temporary whose writer may still be alive is removed only after this long
+STALE_TEMP_SECONDS = 3600.0
 
 # the .npy writer, looked up at call time (tests replace it to fail mid-write)
 _write_array = np.lib.format.write_array
@@ -45,6 +75,10 @@ _write_array = np.lib.format.write_array
 
 class CheckpointError(Exception):
     """A checkpoint file cannot be written, read, or loaded into a model/optimizer."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The checkpoint file does not exist (also a ``FileNotFoundError``)."""
 
 
 @dataclass
@@ -145,7 +179,8 @@ def save_checkpoint(
     arrays[_META] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     directory = os.path.dirname(os.path.abspath(name))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(name)}.", suffix=".tmp", dir=directory)
+        # the pid in the name tells a later save whether the writer is still alive
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(name), suffix=".tmp", dir=directory)
     except OSError as err:
         raise CheckpointError(
             f"cannot save checkpoint {name}: cannot create a file in {directory} "
@@ -174,32 +209,156 @@ def save_checkpoint(
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+    _remove_stale_temporaries(name)
 
 
-def _read(name: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(header, arrays) of a checkpoint file, fully read and checked."""
-    with open(name, "rb") as f:  # a missing file raises FileNotFoundError as usual
-        magic = f.read(4)
-    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
-        raise CheckpointError(f"{name}: not a checkpoint (not an .npz/zip archive)")
-    arrays: dict[str, np.ndarray] = {}
-    key = None
+def _temp_prefix(name: str) -> str:
+    return f".{os.path.basename(name)}.{os.getpid()}."
+
+
+def _writer_is_gone(pid: int) -> bool:
+    """Whether no process ``pid`` runs on this machine (signal 0 only asks)."""
+    if pid == os.getpid():
+        return False
     try:
-        with np.load(name, allow_pickle=False) as loaded:
-            for key in loaded.files:
-                arrays[key] = loaded[key]
-    except ValueError as err:
-        if "allow_pickle" in str(err):
-            raise CheckpointError(
-                f"{name}: refused: entry {key!r} holds pickled Python objects, which "
-                "checkpoints never load (loading them could run code)"
-            ) from err
-        raise CheckpointError(f"{name}: corrupt or truncated checkpoint ({err})") from err
-    except Exception as err:  # zip, zlib, EOF and OS errors: the file is damaged
-        where = f" in entry {key!r}" if key else ""
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OSError, OverflowError):  # another user's process, or unknowable
+        return False
+    return False
+
+
+def _remove_stale_temporaries(name: str) -> None:
+    """Delete temporaries of earlier, killed saves of ``name`` (see the module docstring)."""
+    directory = os.path.dirname(os.path.abspath(name))
+    # mkstemp's random part: letters, digits and "_"
+    ours = re.compile(re.escape(f".{os.path.basename(name)}.") + r"(\d+)\.[a-z0-9_]+\.tmp")
+    now = time.time()
+    with contextlib.suppress(OSError), os.scandir(directory) as entries:
+        for entry in entries:
+            match = ours.fullmatch(entry.name)
+            if match is None:
+                continue
+            with contextlib.suppress(OSError):  # gone already, or not ours to remove
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                old = now - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMP_SECONDS
+                if old or _writer_is_gone(int(match.group(1))):
+                    os.unlink(entry.path)
+
+
+def _open(name: str) -> IO[bytes]:
+    """The checkpoint file opened for reading; a directory or unreadable path is a CheckpointError."""
+    try:
+        return open(name, "rb")
+    except FileNotFoundError as err:
+        raise CheckpointNotFoundError(f"checkpoint not found: {name}") from err
+    except IsADirectoryError as err:
+        found = [os.path.join(name, f) for f in ("best.npz", "last.npz")
+                 if os.path.isfile(os.path.join(name, f))]
+        hint = f"; did you mean {' or '.join(found)}?" if found else ""
         raise CheckpointError(
-            f"{name}: corrupt or truncated checkpoint{where} ({type(err).__name__}: {err})"
+            f"{name} is a directory; expected a checkpoint file (.npz){hint}"
         ) from err
+    except OSError as err:
+        raise CheckpointError(
+            f"cannot read checkpoint {name}: {err.strerror or err}; expected a readable "
+            "checkpoint file (.npz)"
+        ) from err
+
+
+def _npy_header(f: IO[bytes]) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """(shape, dtype) from the header of the .npy entry opened as ``f``."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise ValueError(f".npy format version {version} is not supported (expected 1.0 or 2.0)")
+    return shape, dtype
+
+
+def _check_sizes(name: str, f: IO[bytes], max_bytes: int) -> None:
+    """Refuse a file whose entries would inflate beyond their headers or ``max_bytes``.
+
+    Reads only the zip directory and each .npy header, so nothing large is allocated.
+    """
+    try:
+        zf = zipfile.ZipFile(f)
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(f"{name}: corrupt or truncated checkpoint ({err})") from err
+    total = 0
+    with zf:
+        for info in zf.infolist():
+            key = info.filename.removesuffix(".npy")
+            total += info.file_size
+            if total > max_bytes:
+                raise CheckpointError(
+                    f"{name}: refused: its entries inflate to more than {max_bytes} bytes "
+                    f"(the limit; entry {key!r} reaches {total}); pass a larger max_bytes "
+                    "to load_checkpoint if the file is trusted"
+                )
+            ratio = info.file_size / max(info.compress_size, 1)
+            if (info.compress_type != zipfile.ZIP_STORED and info.file_size > MIN_RATIO_CHECKED_BYTES
+                    and ratio > MAX_COMPRESSION_RATIO):
+                raise CheckpointError(
+                    f"{name}: refused: entry {key!r} inflates {ratio:.0f}-fold "
+                    f"({info.compress_size} to {info.file_size} bytes; at most "
+                    f"{MAX_COMPRESSION_RATIO}-fold is accepted)"
+                )
+            if not info.filename.endswith(".npy"):
+                continue
+            try:
+                with zf.open(info) as entry:
+                    shape, dtype = _npy_header(entry)
+                    header_bytes = entry.tell()
+            except Exception as err:  # zip, zlib, EOF and header errors: the file is damaged
+                raise CheckpointError(
+                    f"{name}: corrupt or truncated checkpoint in entry {key!r} "
+                    f"({type(err).__name__}: {err})"
+                ) from err
+            if dtype.hasobject:
+                raise CheckpointError(
+                    f"{name}: refused: entry {key!r} holds pickled Python objects, which "
+                    "checkpoints never load (loading them could run code)"
+                )
+            declared = header_bytes + int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if declared != info.file_size:
+                raise CheckpointError(
+                    f"{name}: corrupt checkpoint: entry {key!r} declares shape {tuple(shape)} "
+                    f"{dtype} ({declared} bytes with its header) but holds {info.file_size} bytes"
+                )
+
+
+def _read(name: str, max_bytes: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(header, arrays) of a checkpoint file, fully read and checked."""
+    with _open(name) as f:
+        magic = f.read(4)
+        if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+            raise CheckpointError(f"{name}: not a checkpoint (not an .npz/zip archive)")
+        f.seek(0)
+        _check_sizes(name, f, max_bytes)
+        f.seek(0)
+        arrays: dict[str, np.ndarray] = {}
+        key = None
+        try:
+            with np.load(f, allow_pickle=False) as loaded:
+                for key in loaded.files:
+                    arrays[key] = loaded[key]
+        except ValueError as err:
+            if "allow_pickle" in str(err):
+                raise CheckpointError(
+                    f"{name}: refused: entry {key!r} holds pickled Python objects, which "
+                    "checkpoints never load (loading them could run code)"
+                ) from err
+            raise CheckpointError(f"{name}: corrupt or truncated checkpoint ({err})") from err
+        except Exception as err:  # zip, zlib, EOF and OS errors: the file is damaged
+            where = f" in entry {key!r}" if key else ""
+            raise CheckpointError(
+                f"{name}: corrupt or truncated checkpoint{where} ({type(err).__name__}: {err})"
+            ) from err
     if _META not in arrays:
         raise CheckpointError(f"{name}: not a tinyseq checkpoint (no {_META!r} entry)")
     try:
@@ -221,15 +380,18 @@ def load_checkpoint(
     model: Module | None = None,
     optimizer: Optimizer | None = None,
     strict: bool = True,
+    max_bytes: int = MAX_CHECKPOINT_BYTES,
 ) -> Checkpoint:
     """Read a checkpoint and, if given, load it into ``model`` and ``optimizer``.
 
     Everything is read and checked first (file integrity, names, shapes, optimizer
     layout); on any problem a :class:`CheckpointError` names the file and the cause,
-    and neither the model nor the optimizer has changed.
+    and neither the model nor the optimizer has changed. max_bytes: the most the
+    file's arrays may take once read (a file declaring more is refused unread). A
+    missing file raises :class:`CheckpointNotFoundError` (a ``FileNotFoundError``).
     """
     name = os.fspath(path)
-    header, arrays = _read(name)
+    header, arrays = _read(name, max_bytes)
     try:
         model_state = {k: arrays[f"model/{k}"] for k in header.get("model") or []}
         opt_state = _decode(header.get("optimizer"), arrays)
