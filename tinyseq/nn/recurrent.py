@@ -10,6 +10,9 @@ something (``Cell.fused_sequence``), else the step path: one hoisted input produ
 all steps (``Cell.input_projection``), then ``cell.step`` per step. Variable lengths
 need no sorting: at a padded step the state is kept and the output is zero, so the
 backward direction of a bidirectional layer starts at each sequence's own last step.
+Whatever a padded step holds (NaN, inf) reaches no output, state or gradient: padding
+is selected away, never multiplied by a 0/1 mask. An empty batch (B = 0) or sequence
+(T = 0) gives an empty output and the state unchanged, with zero gradients.
 
 Layers and wrappers share one sequence interface (time-major): ``x`` (T, B, I), a state
 tuple with one tensor per state component of shape (slots, B, H), where a cell is one
@@ -187,7 +190,7 @@ def _step_loop(
     outputs: list[Tensor] = [steps[0]] * T  # placeholders, all overwritten
     order = range(T - 1, -1, -1) if reverse else range(T)
     step = cell.step
-    if mask is None or summary is None:
+    if mask is None or summary is None:  # (summary is None exactly when mask is)
         for t in order:
             outputs[t], state = step(steps[t], state)
         return _stack(outputs), state
@@ -358,8 +361,8 @@ class Recurrent(Module):
     forward(x, state=None, lengths=None, mask=None) -> (output, state):
     output (T, B, D*H) (or (B, T, D*H)), zeros at padded steps; D = 2 for bidirectional
     layers merged by concat. state: like PyTorch, a Tensor (L*D, B, H) for one-component
-    cells, a tuple (h, c) for the LSTM. lengths: ints (B,); mask: bool (B, T) if
-    batch_first else (T, B).
+    cells, a tuple (h, c) for the LSTM; a wrong count or shape is a ValueError (no
+    broadcasting). lengths: ints (B,); mask: bool (B, T) if batch_first else (T, B).
     """
 
     def __init__(
