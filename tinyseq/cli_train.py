@@ -169,7 +169,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = make_config(toml_values, flags, quick=args.quick, config_file=args.config or args.resume)
     if args.quick and "out" not in flags and "out" not in toml_values:
         # a smoke test never replaces the real run's checkpoints
-        cfg.out = str(TASK_DEFAULTS[cfg.task].get("out", os.path.join("runs", cfg.task))) + "-quick"
+        quick_out = str(TASK_DEFAULTS[cfg.task].get("out", os.path.join("runs", cfg.task))) + "-quick"
+        cfg = dataclasses.replace(cfg, out=quick_out)
     if args.resume:
         for key in ("train", "valid"):
             path = getattr(cfg, key)
