@@ -238,6 +238,26 @@ def test_bad_npz_files_name_the_file(tmp_path, capsys) -> None:
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize(("task", "arrays", "expected"), [
+    ("tag", {"x": np.ones((4, 3), dtype=np.int64), "y": np.array([[0, 1, 0]] * 3 + [[0, -1, 0]])},
+     "expected tag ids >= 0 in 'y', example 3 holds -1"),
+    ("tag", {"x": np.ones((4, 3), dtype=np.int64), "y": np.zeros((4, 5), dtype=np.int64)},
+     "task tag expects one tag per step, 'y' (N, T) aligned with 'x' (4, 3), got (4, 5)"),
+    ("seq2seq", {"x": np.ones((4, 3), dtype=np.int64), "y": np.zeros((4, 3), dtype=np.float32)},
+     "task seq2seq expects 'y' as target token ids (N, Ty), got float32 (4, 3)"),
+    ("one_to_many", {"x": np.ones((4, 2), dtype=np.float32), "y": -np.ones((4, 3), dtype=np.int64)},
+     "expected token ids >= 0 in 'y', example 0 holds -1"),
+    ("one_to_one", {"x": np.ones((4, 2), dtype=np.float32), "y": np.array([0, 1, 2, -4])},
+     "expected class ids >= 0 in 'y', example 3 holds -4"),
+])
+def test_bad_npz_for_other_tasks(tmp_path, capsys, task: str, arrays: dict[str, np.ndarray],
+                                 expected: str) -> None:
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    err = _error(capsys, ["train", "--task", task, "--train", str(path), "--out", str(tmp_path / "r"), *QUIET])
+    assert err.startswith(f"error: {path}: {expected}"), err
+
+
 def test_predict_with_an_empty_data_file(classifier, tmp_path, capsys) -> None:
     (tmp_path / "empty.tsv").write_text("\n\n")
     err = _error(capsys, ["predict", "--checkpoint", classifier, "--data", str(tmp_path / "empty.tsv")])

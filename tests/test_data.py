@@ -99,6 +99,34 @@ def test_read_numeric(tmp_path) -> None:
         read_numeric(bad)
 
 
+def test_read_numeric_refuses_what_would_fail_later(tmp_path) -> None:
+    p = tmp_path / "d.npz"
+    np.savez(p, x=np.array([[1.0], [1.0, 2.0]], dtype=object), y=np.zeros(2))
+    with pytest.raises(DataFormatError, match=r"d.npz: expected numeric arrays, but 'x' holds Python objects"):
+        read_numeric(p)
+    np.savez(p, x=np.zeros((2, 3)), y=np.array([[1], [2]], dtype=object))
+    with pytest.raises(DataFormatError, match=r"d.npz: expected numeric arrays, but 'y' holds Python objects"):
+        read_numeric(p)
+    for x, shape in ((np.zeros(10), r"\(10,\)"), (np.zeros((3, 0)), r"\(3, 0\)"),
+                     (np.zeros((2, 3, 4, 5)), r"\(2, 3, 4, 5\)")):
+        np.savez(p, x=x, y=np.zeros(len(x)))
+        with pytest.raises(DataFormatError, match=rf"d.npz: expected 'x' as \(N, T\) ids.*got shape {shape}"):
+            read_numeric(p)
+    y = np.zeros((3, 4), dtype=np.float32)
+    y[1, 2] = np.inf
+    np.savez(p, x=np.zeros((3, 4, 1)), y=y)
+    with pytest.raises(DataFormatError, match=r"expected finite numbers in 'y', found inf at index \(1, 2\)"):
+        read_numeric(p)
+    q = tmp_path / "s.npy"
+    np.save(q, np.array([[0.0, np.nan, 1.0]]))
+    with pytest.raises(DataFormatError, match=r"s.npy: expected finite numbers in 'x', found nan"):
+        read_numeric(q)
+    with pytest.raises(DataFormatError, match=r"expected a .npz or .npy file, got a directory"):
+        read_numeric(tmp_path)
+    with pytest.raises(DataFormatError, match=r"expected a data file, got a directory"):
+        read_text(tmp_path)
+
+
 def test_pad_and_mask() -> None:
     x, lens = pad_sequences([[1, 2, 3], [4]], pad_value=0)
     assert x.tolist() == [[1, 2, 3], [4, 0, 0]] and lens.tolist() == [3, 1]

@@ -155,8 +155,8 @@ def _no_negative(rows: list[Arr] | Arr, name: str, what: str, path: str) -> None
     rows: one array per example, or an array (N,) of one id per example.
     """
     if isinstance(rows, np.ndarray):
-        bad = np.flatnonzero(rows < 0) if rows.dtype.kind == "i" else []
-        if len(bad):
+        bad = np.flatnonzero(rows < 0) if rows.dtype.kind == "i" else np.zeros(0, dtype=np.intp)
+        if bad.size:
             raise DataFormatError(path, None, f"expected {what} >= 0 in '{name}', example "
                                   f"{bad[0]} holds {rows[bad[0]]}")
         return
