@@ -92,7 +92,7 @@ def test_sigkill_during_training_saves_leaves_loadable_checkpoints_and_no_tempor
                 assert load_model(out / name)[1]["trainer"]["step"] >= 1
     # a killed writer's temporaries stay until the next save of the same target ...
     left = ours(out)
-    assert {int(f.split(".")[3]) for f in left} <= killed
+    assert {int(f.split(".")[4]) for f in left} <= killed
     ckpt = ts.load_checkpoint(out / "last.npz")
     model, _ = load_model(out / "last.npz")
     for name in ("last.npz", "best.npz"):
@@ -106,21 +106,27 @@ def test_save_removes_only_stale_temporaries_of_its_own_target(tmp_path: Path) -
     gone.wait()  # its pid now names no running process
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
+        here = checkpoint._host()
         files = {
-            f".run.npz.{gone.pid}.ab_c9xyz.tmp": "removed",  # a killed writer
-            f".run.npz.{alive.pid}.k2j4h5g6.tmp": "kept",  # a live writer, mid-save
-            f".run.npz.{alive.pid}.oldoldol.tmp": "removed",  # live pid, untouched for hours
-            f".other.npz.{gone.pid}.ab_c9xyz.tmp": "kept",  # another target's
-            f".run.npz.{gone.pid}.ab_c9xyz.tmp.keep": "kept",  # not our pattern
+            f".run.npz.{here}.{gone.pid}.ab_c9xyz.tmp": "removed",  # a killed writer's
+            f".run.npz.{here}.{alive.pid}.k2j4h5g6.tmp": "kept",  # a live writer's, mid-save
+            f".run.npz.{here}.{alive.pid}.oldoldol.tmp": "removed",  # untouched for hours
+            f".run.npz.elsewhere.{gone.pid}.ab_c9xyz.tmp": "kept",  # another machine's writer
+            ".run.npz.legacy12.tmp": "kept",  # an older tinyseq's (no pid), recent
+            ".run.npz.legacy_o.tmp": "removed",  # ... and old
+            f".other.npz.{here}.{gone.pid}.ab_c9xyz.tmp": "kept",  # another target's
+            f".run.npz.{here}.{gone.pid}.ab_c9xyz.tmp.keep": "kept",  # not our pattern
+            f".run.npz.{here}.{gone.pid}.AB.tmp": "kept",
             ".run.npz.tmp": "kept",
-            f"run.npz.{gone.pid}.ab_c9xyz.tmp": "kept",
+            f"run.npz.{here}.{gone.pid}.ab_c9xyz.tmp": "kept",
             "notes.tmp": "kept",
         }
         for name in files:
             (tmp_path / name).write_bytes(name.encode())
         old = time.time() - 2 * checkpoint.STALE_TEMP_SECONDS
-        os.utime(tmp_path / f".run.npz.{alive.pid}.oldoldol.tmp", (old, old))
-        (tmp_path / f".run.npz.{gone.pid}.dirdirdi.tmp").mkdir()  # not a file: left alone
+        for name in (f".run.npz.{here}.{alive.pid}.oldoldol.tmp", ".run.npz.legacy_o.tmp"):
+            os.utime(tmp_path / name, (old, old))
+        (tmp_path / f".run.npz.{here}.{gone.pid}.dirdirdi.tmp").mkdir()  # not a file: left alone
         model = ts.nn.Linear(3, 2)
         ts.save_checkpoint(tmp_path / "run.npz", model)
         for name, fate in files.items():
@@ -128,7 +134,7 @@ def test_save_removes_only_stale_temporaries_of_its_own_target(tmp_path: Path) -
             assert path.exists() == (fate == "kept"), name
             if fate == "kept":
                 assert path.read_bytes() == name.encode()
-        assert (tmp_path / f".run.npz.{gone.pid}.dirdirdi.tmp").is_dir()
+        assert (tmp_path / f".run.npz.{here}.{gone.pid}.dirdirdi.tmp").is_dir()
         assert ts.load_checkpoint(tmp_path / "run.npz").model_state.keys() == {"weight", "bias"}
     finally:
         alive.kill()
@@ -146,7 +152,7 @@ def test_temporaries_carry_the_writers_pid(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(checkpoint, "_write_array", spying)
     ts.save_checkpoint(tmp_path / "m.npz", ts.nn.Linear(2, 2))
     (temp,) = seen[0]
-    assert temp.startswith(f".m.npz.{os.getpid()}.") and temp.endswith(".tmp")
+    assert temp.startswith(f".m.npz.{checkpoint._host()}.{os.getpid()}.") and temp.endswith(".tmp")
     assert os.listdir(tmp_path) == ["m.npz"]
 
 

@@ -9,13 +9,14 @@ The file is a NumPy ``.npz`` (a zip of ``.npy`` arrays) read with
 array (metadata, optimizer settings and step counts) is JSON, stored as a uint8
 array of its UTF-8 bytes.
 
-Saving writes a temporary file ``.<name>.<pid>.<random>.tmp`` in the same directory,
-flushes and fsyncs it and renames it over the target, so a crash or a failed write
-leaves the previous checkpoint intact. A process killed mid-save (``kill -9``) leaves
-its temporary behind; the next save of the same target removes such leftovers: files of
-exactly that pattern whose writer process no longer runs on this machine, or that have
-not been written to for :data:`STALE_TEMP_SECONDS` (a pid may be reused). A live
-writer's temporary, and every other file, is never touched.
+Saving writes a temporary file ``.<name>.<host>.<pid>.<random>.tmp`` in the same
+directory, flushes and fsyncs it and renames it over the target, so a crash or a failed
+write leaves the previous checkpoint intact. A process killed mid-save (``kill -9``)
+leaves its temporary behind; the next save of the same target removes such leftovers:
+files of exactly that pattern whose writing process, on this host, no longer exists, or
+that have not been written to for :data:`STALE_TEMP_SECONDS` (a pid may be reused; a
+writer elsewhere cannot be asked). A live writer's temporary, and every other file, is
+left alone.
 
 Loading reads and checks the whole file, and that it fits the model and optimizer,
 before changing either. A hostile file cannot make it allocate much: before any array
@@ -32,6 +33,7 @@ import contextlib
 import json
 import os
 import re
+import socket
 import tempfile
 import time
 import zipfile
@@ -212,19 +214,24 @@ def save_checkpoint(
     _remove_stale_temporaries(name)
 
 
+def _host() -> str:
+    """This machine's name as it goes into temporary names: letters, digits, "-"."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+
+
 def _temp_prefix(name: str) -> str:
-    return f".{os.path.basename(name)}.{os.getpid()}."
+    return f".{os.path.basename(name)}.{_host()}.{os.getpid()}."
 
 
-def _writer_is_gone(pid: int) -> bool:
-    """Whether no process ``pid`` runs on this machine (signal 0 only asks)."""
-    if pid == os.getpid():
-        return False
+def _writer_is_gone(host: str, pid: int) -> bool:
+    """Whether the process that made a temporary surely no longer runs."""
+    if host != _host() or pid == os.getpid() or os.name != "posix":
+        return False  # another machine's process, or ours; Windows' os.kill would terminate
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
     except ProcessLookupError:
         return True
-    except (PermissionError, OSError, OverflowError):  # another user's process, or unknowable
+    except (OSError, OverflowError):  # e.g. another user's process: it exists
         return False
     return False
 
@@ -232,8 +239,10 @@ def _writer_is_gone(pid: int) -> bool:
 def _remove_stale_temporaries(name: str) -> None:
     """Delete temporaries of earlier, killed saves of ``name`` (see the module docstring)."""
     directory = os.path.dirname(os.path.abspath(name))
-    # mkstemp's random part: letters, digits and "_"
-    ours = re.compile(re.escape(f".{os.path.basename(name)}.") + r"(\d+)\.[a-z0-9_]+\.tmp")
+    # .<name>.<host>.<pid>.<mkstemp's random letters, digits, "_">.tmp; without host and
+    # pid as tinyseq wrote them before (those go by age only)
+    ours = re.compile(re.escape(f".{os.path.basename(name)}.")
+                      + r"(?:([A-Za-z0-9-]+)\.(\d+)\.)?[a-z0-9_]+\.tmp")
     now = time.time()
     with contextlib.suppress(OSError), os.scandir(directory) as entries:
         for entry in entries:
@@ -244,7 +253,8 @@ def _remove_stale_temporaries(name: str) -> None:
                 if not entry.is_file(follow_symlinks=False):
                     continue
                 old = now - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMP_SECONDS
-                if old or _writer_is_gone(int(match.group(1))):
+                host, pid = match.group(1, 2)
+                if old or (pid is not None and _writer_is_gone(host, int(pid))):
                     os.unlink(entry.path)
 
 
