@@ -98,10 +98,11 @@ def test_every_numeric_setting_is_checked() -> None:
             bad_values.append(math.nan)
         else:
             bad_values.append(4.5)
+        expected = "an integer" if "float" not in kind else "(a .*number|a probability)"
         for bad in bad_values:
-            with pytest.raises(ConfigError, match=f"^{flag}: expected"):
+            with pytest.raises(ConfigError, match=f"^{flag}: expected {expected}"):
                 make_config({}, {f.name: bad})
-            with pytest.raises(ConfigError, match=f"^{f.name} in run.toml: expected"):
+            with pytest.raises(ConfigError, match=f"^{f.name} in run.toml: expected {expected}"):
                 make_config({f.name: bad}, config_file="run.toml")
 
 
