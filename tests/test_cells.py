@@ -137,7 +137,7 @@ def test_bad_options_name_the_choices() -> None:
         registry.create_cell("rnn", I, H, nonlinearity="sigmoid")
     with pytest.raises(ValueError, match="variant must be one of"):
         registry.create_cell("lstm", I, H, variant="peephole")
-    with pytest.raises(ValueError, match="must be positive"):
+    with pytest.raises(ValueError, match=r"GRUCell: input_size: expected an integer >= 1, got 0"):
         registry.create_cell("gru", 0, H)
 
 
@@ -161,3 +161,16 @@ def test_helper_ops_gradients() -> None:
         chunk(x, 3)
     with pytest.raises(ValueError, match="input has 4 features"):
         linear(x, ts.randn(6, 5).double())
+
+
+@pytest.mark.parametrize("make, text", [
+    (lambda: ts.nn.Recurrent("lstm", I, 4.5), "LSTMCell: hidden_size: expected an integer >= 1, got 4.5 (float)"),
+    (lambda: ts.nn.Recurrent("gru", True, H), "GRUCell: input_size: expected an integer >= 1, got True (bool)"),
+    (lambda: ts.nn.Linear(I, 2.0), "Linear: out_features: expected an integer >= 0, got 2.0 (float)"),
+    (lambda: ts.nn.Embedding(10, "8"), "Embedding: embedding_dim: expected an integer >= 0, got '8' (str)"),
+])
+def test_sizes_that_are_not_integers_are_named(make, text) -> None:
+    """Not Python's "'float' object cannot be interpreted as an integer" from deep inside."""
+    with pytest.raises(ValueError) as err:
+        make()
+    assert str(err.value) == text

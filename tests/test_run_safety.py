@@ -196,7 +196,7 @@ def test_an_epoch_without_batches_is_an_error_not_a_spin(no_hang) -> None:
 ])
 def test_trainer_checks_its_numeric_arguments(name, value) -> None:
     model, ids = lm()
-    with pytest.raises(ValueError, match=rf"Trainer: {name} must be .*, got {value!r}"):
+    with pytest.raises(ValueError, match=rf"Trainer: {name}: expected .*, got {value!r}"):
         Trainer(model, StreamDataset(ids, 4, 40), **{name: value})
 
 

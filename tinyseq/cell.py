@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from . import backend
+from .checks import check_int
 from .functional import linear, reuse_weights
 from .nn.init import uniform_
 from .nn.module import Module, Parameter
@@ -154,13 +155,9 @@ class Cell(Module):
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
-        if input_size <= 0 or hidden_size <= 0:
-            raise ValueError(
-                f"{type(self).__name__}: input_size and hidden_size must be positive, "
-                f"got {input_size} and {hidden_size}"
-            )
-        self.input_size = input_size
-        self.hidden_size = hidden_size
+        owner = type(self).__name__
+        self.input_size = check_int(input_size, f"{owner}: input_size")
+        self.hidden_size = check_int(hidden_size, f"{owner}: hidden_size")
 
     @property
     def output_size(self) -> int:

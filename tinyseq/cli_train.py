@@ -321,18 +321,18 @@ def _load(path: str) -> tuple[Any, dict[str, Any], dict[str, Any], Any]:
 
 def _check_decoding_flags(args: argparse.Namespace) -> None:
     """The numeric flags of generate / predict in range, before any work is done."""
+    from .checks import check_int, check_number
+
     for name, smallest in (("length", 1), ("beam", 1), ("top_k", 1), ("seed", 0)):
         value = getattr(args, name, None)
-        if value is not None and value < smallest:
-            raise ValueError(f"--{name.replace('_', '-')}: expected an integer >= {smallest}, "
-                             f"got {value}")
+        if value is not None:
+            check_int(value, f"--{name.replace('_', '-')}", smallest)
     for temp in getattr(args, "temperature", None) or []:
-        if not 0.0 < temp < math.inf:  # NaN fails too
-            raise ValueError(f"--temperature: expected a finite number > 0, got {temp}")
+        check_number(temp, "--temperature", lambda v: 0 < v < math.inf, "a finite number > 0")
     penalty = getattr(args, "length_penalty", None)
-    if penalty is not None and not 0.0 <= penalty < math.inf:
-        raise ValueError(f"--length-penalty: expected a finite number >= 0 (0: no length "
-                         f"normalisation), got {penalty}")
+    if penalty is not None:
+        check_number(penalty, "--length-penalty", lambda v: 0 <= v < math.inf,
+                     "a finite number >= 0 (0: no length normalisation)")
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

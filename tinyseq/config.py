@@ -23,15 +23,15 @@ expected and what was found, before anything is built or written.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
-import operator
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import tomllib
+
+from .checks import check_int, check_number, given
 
 __all__ = ["TrainConfig", "ConfigError", "TASKS", "TASK_DEFAULTS", "load_toml", "make_config",
            "QUICK"]
@@ -230,32 +230,8 @@ def _choices(name: str) -> tuple[str, ...] | None:
     return None
 
 
-def _given(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})"
-
-
 def _flag(name: str) -> str:
     return "--cell-option" if name == "cell_options" else "--" + name.replace("_", "-")
-
-
-def _check_int(value: Any, label: str, minimum: int) -> int:
-    if not isinstance(value, bool):
-        try:
-            number = operator.index(value)  # int and NumPy integers, never 4.5 or "4"
-        except TypeError:
-            pass
-        else:
-            if number >= minimum:
-                return number
-    raise ConfigError(f"{label}: expected an integer >= {minimum}, got {_given(value)}")
-
-
-def _check_float(value: Any, label: str, test: Callable[[float], bool], what: str) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-        if not math.isnan(number) and test(number):
-            return number
-    raise ConfigError(f"{label}: expected {what}, got {_given(value)}")
 
 
 def _check_setting(name: str, value: Any, label: str) -> Any:
@@ -264,20 +240,20 @@ def _check_setting(name: str, value: Any, label: str) -> Any:
     if value is None and name in _OPTIONAL:
         return None
     if name in _INT_MIN:
-        return _check_int(value, label, _INT_MIN[name])
+        return check_int(value, label, _INT_MIN[name], error=ConfigError)
     if name in _FLOAT_RULES:
-        return _check_float(value, label, *_FLOAT_RULES[name])
+        return check_number(value, label, *_FLOAT_RULES[name], error=ConfigError)
     if name in _BOOLS:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{label}: expected true or false, got {_given(value)}")
+        raise ConfigError(f"{label}: expected true or false, got {given(value)}")
     if name == "cell_options":
         if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
             return dict(value)
         raise ConfigError(f"{label}: expected a table of cell options, e.g. [cell_options] "
-                          f"with forget_bias = 1.0, got {_given(value)}")
+                          f"with forget_bias = 1.0, got {given(value)}")
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"{label}: expected a non-empty string, got {_given(value)}")
+        raise ConfigError(f"{label}: expected a non-empty string, got {given(value)}")
     choices = _choices(name)
     if choices is not None:
         case_free = name in ("optimizer", "device")  # as the trainer and backend read them
@@ -425,7 +401,7 @@ def _check_cell_options(cell: str, options: dict[str, Any], cell_label: str,
     for key, value in options.items():
         label = labels.get(key, f"cell option {key}")
         if key not in spec.options:
-            if _takes_any_keyword(spec.factory):
+            if spec.accepts_any_option:
                 out[key] = value
                 continue
             raise ConfigError(f"{label}: cell {cell!r} has no option {key!r}; its options are: {known}")
@@ -445,14 +421,7 @@ def _check_cell_options(cell: str, options: dict[str, Any], cell_label: str,
             ok, what = True, ""
         if not ok:
             raise ConfigError(f"{label}: cell {cell!r} expects {what} for option {key} "
-                              f"(default {default!r}), got {_given(value)}")
+                              f"(default {default!r}), got {given(value)}")
         out[key] = value
     return out
 
-
-def _takes_any_keyword(factory: Callable[..., Any]) -> bool:
-    try:
-        params = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)

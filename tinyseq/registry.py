@@ -135,10 +135,15 @@ class CellSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     kind: str = "cell"
 
+    @property
+    def accepts_any_option(self) -> bool:
+        """The factory takes ``**options``: names beyond :attr:`options` reach it too."""
+        return _takes_var_keyword(self.factory)
+
     def create(self, *args: Any, **options: Any) -> Any:
         """Call the factory; an option it does not take is an error naming the options."""
         unknown = sorted(set(options) - set(self.options))
-        if unknown and not _takes_var_keyword(self.factory):
+        if unknown and not self.accepts_any_option:
             known = ", ".join(self.options) or "none"
             raise TypeError(
                 f"{self.kind} {self.name!r} got unknown option(s) {', '.join(unknown)}; "

@@ -45,6 +45,7 @@ import numpy.typing as npt
 
 from . import backend, optim
 from .checkpoint import load_checkpoint, save_checkpoint
+from .checks import check_int, check_number
 from .data.batching import Batch
 from .metrics import MetricSums
 from .models import SequenceModel, build_model, detach_state
@@ -144,28 +145,22 @@ def data_fingerprint(data: Any) -> str | None:
     return h.hexdigest()
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+# what the trainer's real-valued arguments accept: (test, what the message says is expected)
+_POSITIVE = (lambda v: 0 < v < math.inf, "a positive finite number")
+_NON_NEGATIVE = (lambda v: 0 <= v < math.inf, "a finite number >= 0")
 
 
-def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+_REQUIRED = ("epochs", "log_every", "lr", "weight_decay")  # the others may be None: not set
 
 
-def _check_int(name: str, value: Any, optional: bool = True, minimum: int = 1) -> None:
-    if value is None and optional:
-        return
-    if not _is_int(value) or value < minimum:
-        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"Trainer: {name} must be {what}{' or None' if optional else ''}, got {value!r}")
-
-
-def _check_real(name: str, value: Any, optional: bool = True, zero: bool = False) -> None:
-    if value is None and optional:
-        return
-    if not _is_real(value) or not math.isfinite(value) or value < 0 or (value == 0 and not zero):
-        what = "a finite number >= 0" if zero else "a positive finite number"
-        raise ValueError(f"Trainer: {name} must be {what}{' or None' if optional else ''}, got {value!r}")
+def _check_args(ints: dict[str, Any], reals: dict[str, tuple[Any, tuple[Any, str]]]) -> None:
+    """Raise ValueError naming the first argument out of range."""
+    for name, value in ints.items():
+        if value is not None or name in _REQUIRED:
+            check_int(value, f"Trainer: {name}", 0 if name == "seed" else 1)
+    for name, (value, (test, what)) in reals.items():
+        if value is not None or name in _REQUIRED:
+            check_number(value, f"Trainer: {name}", test, what)
 
 
 class DataSource(Protocol):
@@ -259,18 +254,14 @@ class Trainer:
         metadata: dict[str, Any] | None = None,
         overwrite: bool = False,
     ) -> None:
-        _check_int("epochs", epochs, optional=False)
-        _check_int("log_every", log_every, optional=False)
-        for name, optional_int in (("max_steps", max_steps), ("eval_every", eval_every),
-                                   ("checkpoint_every", checkpoint_every), ("patience", patience)):
-            _check_int(name, optional_int)
-        _check_int("seed", seed, minimum=0)
-        _check_real("lr", lr, optional=False)
-        _check_real("weight_decay", weight_decay, optional=False, zero=True)
-        _check_real("max_time", max_time)
-        _check_real("clip_norm", clip_norm)
+        _check_args(
+            {"epochs": epochs, "log_every": log_every, "max_steps": max_steps, "seed": seed,
+             "eval_every": eval_every, "checkpoint_every": checkpoint_every, "patience": patience},
+            {"lr": (lr, _POSITIVE), "weight_decay": (weight_decay, _NON_NEGATIVE),
+             "max_time": (max_time, _POSITIVE), "clip_norm": (clip_norm, _POSITIVE)},
+        )
         if not isinstance(overwrite, bool):
-            raise ValueError(f"Trainer: overwrite must be True or False, got {overwrite!r}")
+            raise ValueError(f"Trainer: overwrite: expected True or False, got {overwrite!r}")
         self.model = model
         self.train_data = train_data
         self.valid_data = valid_data
@@ -441,7 +432,7 @@ class Trainer:
         source = data if data is not None else self.valid_data
         if source is None:
             raise ValueError("evaluate: no data given and the trainer has no validation data")
-        _check_int("max_batches", max_batches)
+        _check_args({"max_batches": max_batches}, {})
         total = len(source) if max_batches is None else min(len(source), max_batches)
         bar = None
         if (self.progress if progress is None else progress) and total >= _EVAL_BAR_MIN_BATCHES:

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import backend
 from ..backend import Device
+from ..checks import check_int
 from ..functional import embedding
 from ..tensor import Array, Tensor, custom, no_grad
 from . import init
@@ -34,6 +35,8 @@ class Embedding(Module):
         _weight: Any = None,
     ) -> None:
         super().__init__()
+        num_embeddings = check_int(num_embeddings, "Embedding: num_embeddings", 0)
+        embedding_dim = check_int(embedding_dim, "Embedding: embedding_dim", 0)
         if padding_idx is not None:
             if not -num_embeddings <= padding_idx < num_embeddings:
                 raise ValueError(

@@ -6,6 +6,7 @@ import math
 
 from .. import backend
 from ..backend import Device
+from ..checks import check_int
 from ..functional import linear
 from ..tensor import Tensor
 from . import init
@@ -33,8 +34,8 @@ class Linear(Module):
         dtype: object = None,
     ) -> None:
         super().__init__()
-        self.in_features = in_features
-        self.out_features = out_features
+        self.in_features = check_int(in_features, "Linear: in_features", 0)
+        self.out_features = check_int(out_features, "Linear: out_features", 0)
         dev = backend.get_device(device)
         dt = dtype or backend.get_default_dtype()
         self.weight = Parameter(Tensor(dev.xp.zeros((out_features, in_features), dtype=dt)))
