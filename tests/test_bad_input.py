@@ -287,7 +287,16 @@ def test_generate_flags(lm_run, capsys, argv: list[str], expected: str) -> None:
 
 def test_checkpoint_that_is_a_directory(lm_run, capsys) -> None:
     err = _error(capsys, ["generate", "--checkpoint", str(lm_run["out"])])
-    assert f"{lm_run['out']} is a directory; expected a checkpoint file such as" in err
+    assert (f"{lm_run['out']} is a directory; expected a checkpoint file (.npz); did you mean "
+            f"{lm_run['out']}/best.npz or {lm_run['out']}/last.npz?") in err
+
+
+@pytest.mark.parametrize("text, found", [("", "found 0"), ("ab", "found 2")])
+def test_evaluate_on_too_little_text_names_the_file(lm_run, tmp_path, capsys, text, found) -> None:
+    data = tmp_path / "short.txt"
+    data.write_text(text)
+    err = _error(capsys, ["evaluate", "--checkpoint", f"{lm_run['out']}/best.npz", "--data", str(data)])
+    assert err.startswith(f"error: {data}: expected at least 3 chars of evaluation text, {found}")
 
 
 def test_cuda_without_cupy_is_one_line(tmp_path, capsys, monkeypatch) -> None:

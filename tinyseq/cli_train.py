@@ -309,9 +309,6 @@ def _load(path: str) -> tuple[Any, dict[str, Any], dict[str, Any], Any]:
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint not found: {path} (train one with `tinyseq train`)")
-    if os.path.isdir(path):
-        raise ValueError(f"--checkpoint {path} is a directory; expected a checkpoint file such as "
-                         f"{os.path.join(path, 'best.npz')}")
     model, meta = load_model(path)
     vocabs = vocabs_from_metadata(meta)
     cfg = make_config({k: v for k, v in meta.get("config", {}).items()},
@@ -412,16 +409,16 @@ def _inputs_batch(model: Any, vocabs: dict[str, Any], cfg: Any, inputs: list[str
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .tasks import build_task, load_examples
+    from .tasks import build_task, evaluation_stream, load_examples
     from .trainer import Trainer
 
     model, _, vocabs, cfg = _load(args.checkpoint)
     if args.data:
         if cfg.task == "lm":
-            from .data import StreamDataset, encode_stream, read_text
+            from .data import encode_stream, read_text
 
             ids = encode_stream(read_text(args.data), vocabs["input"])
-            data: Any = StreamDataset(ids, max(1, min(cfg.batch_size or 32, (len(ids) - 1) // (2 * cfg.seq_len) or 1)), cfg.seq_len)
+            data: Any = evaluation_stream(ids, cfg, args.data)
         else:
             from .data import SequenceDataset
 

@@ -315,19 +315,29 @@ def _lm_task(cfg: TrainConfig, vocabs: dict[str, Vocab] | None) -> Task:
     train = StreamDataset(ids, bs, t)
     valid = None
     if valid_text:
-        vids = encode_stream(valid_text, vocab)
-        if len(vids) < 3:
-            raise DataFormatError(
-                cfg.valid or cfg.train or source, None,
-                f"expected at least 3 {cfg.level}s of validation text, found {len(vids)}{held_out}; "
-                "give more text" + ("" if cfg.valid else ", a larger --valid-fraction, or --valid FILE"))
-        vb = max(1, min(bs, (len(vids) - 1) // max(2 * t, 2)))
-        valid = StreamDataset(vids, vb, t)
+        advice = "" if cfg.valid else ", a larger --valid-fraction, or --valid FILE"
+        valid = evaluation_stream(encode_stream(valid_text, vocab), cfg, cfg.valid or cfg.train or source,
+                                  f"{held_out}; give more text{advice}")
     model = LanguageModel(len(vocab), cfg.embedding_dim or 64, cfg.hidden_size or 256, cfg.cell,
                           cfg.num_layers, cfg.dropout, **cfg.cell_options)
     desc = (f"language model on {source}: {train.num_tokens:,} training and "
             f"{0 if valid is None else valid.num_tokens:,} validation {cfg.level}s, vocabulary {len(vocab)}")
     return Task(model, train, valid, vocabs, desc)
+
+
+def evaluation_stream(ids: Arr, cfg: TrainConfig, path: str, advice: str = "; give more text") -> StreamDataset:
+    """Held-out ids (N,) as a language model's evaluation stream: as many parallel rows as
+    the text allows (at most the training batch size), each at least two windows long.
+
+    A text under 3 tokens cannot give one input and one target per row: a
+    DataFormatError naming ``path`` (``advice`` is appended to what was found).
+    """
+    if len(ids) < 3:
+        raise DataFormatError(path, None, f"expected at least 3 {cfg.level}s of evaluation text, "
+                              f"found {len(ids)}{advice}")
+    t = cfg.seq_len
+    rows = max(1, min(cfg.batch_size or 32, (len(ids) - 1) // max(2 * t, 2)))
+    return StreamDataset(ids, rows, t)
 
 
 def vocabs_from_metadata(meta: dict[str, Any]) -> dict[str, Vocab]:

@@ -7,6 +7,7 @@ their device and lay them out time-major for the recurrent layer.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,18 @@ import numpy.typing as npt
 __all__ = ["Batch", "pad_sequences", "lengths_to_mask", "SequenceDataset", "StreamDataset"]
 
 Arr = npt.NDArray[Any]
+
+
+def _fingerprint(arrays: Sequence[Arr], settings: Sequence[Any]) -> str:
+    """A short hash of arrays' dtypes, shapes and bytes and of batching settings: a
+    checkpoint stores it, so a resume can tell whether it runs on the same batches."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(repr(tuple(settings)).encode())
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def pad_sequences(
@@ -149,6 +162,11 @@ class SequenceDataset:
     def num_examples(self) -> int:
         return len(self.xs)
 
+    def fingerprint(self) -> str:
+        """A hash of the examples and the batching (equal hashes: the same batches)."""
+        return _fingerprint([*self.xs, *self.ys], (type(self).__name__, self.batch_size, self.shuffle,
+                                                   self.bucket, self.seed, self.x_pad, self.y_pad))
+
     def _order(self, epoch: int) -> list[Arr]:
         n = len(self.xs)
         rng = np.random.default_rng([self.seed, epoch])
@@ -219,6 +237,12 @@ class StreamDataset:
 
     def __len__(self) -> int:
         return math.ceil(self.inputs.shape[1] / self.seq_len)
+
+    def fingerprint(self) -> str:
+        """A hash of the stream and the windows (equal hashes: the same batches)."""
+        # the targets are the inputs shifted by one: their last column adds the rest
+        return _fingerprint([self.inputs, self.targets[:, -1:]],
+                            (type(self).__name__, self.batch_size, self.seq_len))
 
     def batches(self, epoch: int = 0, start: int = 0) -> Iterator[Batch]:
         """Consecutive windows (B, <=T) of the parallel streams, from window ``start``."""
