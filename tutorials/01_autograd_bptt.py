@@ -40,6 +40,7 @@
 
 # %%
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -49,8 +50,13 @@ import tinyseq as ts
 from tinyseq.testing import gradcheck
 
 parser = argparse.ArgumentParser(description=__doc__)
-parser.add_argument("--quick", action="store_true", help="short run (CI)")
-parser.add_argument("--figures", default=None, help="folder for the PNG figures")
+# in a notebook there is no command line: TINYSEQ_TUTORIAL_QUICK=1 and
+# TINYSEQ_TUTORIAL_FIGURES=DIR stand for --quick and --figures DIR
+parser.add_argument("--quick", action="store_true",
+                    default=os.environ.get("TINYSEQ_TUTORIAL_QUICK", "0") not in ("", "0"),
+                    help="short run (CI); or TINYSEQ_TUTORIAL_QUICK=1")
+parser.add_argument("--figures", default=os.environ.get("TINYSEQ_TUTORIAL_FIGURES") or None,
+                    help="folder for the PNG figures; or TINYSEQ_TUTORIAL_FIGURES=DIR")
 args, _ = parser.parse_known_args()  # in a notebook, sys.argv holds the kernel's flags
 QUICK = args.quick
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()

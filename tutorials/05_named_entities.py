@@ -36,6 +36,7 @@
 
 # %%
 import argparse
+import os
 import time
 
 import numpy as np
@@ -47,7 +48,10 @@ from tinyseq.models import SequenceTagger
 from tinyseq.trainer import Trainer
 
 parser = argparse.ArgumentParser(description=__doc__)
-parser.add_argument("--quick", action="store_true", help="short run (CI)")
+# in a notebook there is no command line: TINYSEQ_TUTORIAL_QUICK=1 stands for --quick
+parser.add_argument("--quick", action="store_true",
+                    default=os.environ.get("TINYSEQ_TUTORIAL_QUICK", "0") not in ("", "0"),
+                    help="short run (CI); or TINYSEQ_TUTORIAL_QUICK=1")
 args, _ = parser.parse_known_args()  # in a notebook, sys.argv holds the kernel's flags
 QUICK = args.quick
 START = time.perf_counter()
