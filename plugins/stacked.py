@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import tinyseq
-from tinyseq.cell import State
+from tinyseq.cell import Cell, State
 from tinyseq.functional import dropout as dropout_fn
 from tinyseq.nn.recurrent import (
     Layer,
@@ -28,16 +28,31 @@ class Stacked(SequenceLayer):
 
     layers: cells or sequence layers (e.g. bidirectional), each one's input size the
     previous one's output size. dropout: applied to each layer's output except the last,
-    while training (as torch.nn.LSTM's dropout). State: each component
+    while training (as torch.nn.LSTM's dropout). reverse: one bool per layer, True for a
+    cell that reads each sequence from its last valid step to its first (outputs stay
+    aligned with the input steps); None: all forward. State: each component
     (sum of the layers' slots, B, H), layer by layer.
     """
 
-    def __init__(self, *layers: Layer, dropout: float = 0.0) -> None:
+    def __init__(
+        self, *layers: Layer, dropout: float = 0.0, reverse: Sequence[bool] | None = None
+    ) -> None:
         super().__init__()
         if not layers:
             raise ValueError("Stacked needs at least one layer")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"Stacked: dropout must be in [0, 1), got {dropout}")
+        flags = [False] * len(layers) if reverse is None else [bool(r) for r in reverse]
+        if len(flags) != len(layers):
+            raise ValueError(
+                f"Stacked: reverse has {len(flags)} entries, expected one per layer ({len(layers)})"
+            )
+        for i, (layer, flag) in enumerate(zip(layers, flags)):
+            if flag and not isinstance(layer, Cell):
+                raise ValueError(
+                    f"Stacked: layer {i} ({type(layer).__name__}) cannot run reversed; only a "
+                    "cell can (a bidirectional layer reads both ways already)"
+                )
         for i, layer in enumerate(layers):
             if i and layer.input_size != output_size(layers[i - 1]):
                 raise ValueError(
@@ -52,6 +67,7 @@ class Stacked(SequenceLayer):
                 )
             setattr(self, str(i), layer)
         self.dropout = dropout
+        self.reverse = flags
         self.input_size = layers[0].input_size
         self.hidden_size = layers[0].hidden_size
         self.output_size = output_size(layers[-1])
@@ -81,14 +97,17 @@ class Stacked(SequenceLayer):
         y = x
         last = len(self) - 1
         for i, (layer, layer_state) in enumerate(zip(self, per_layer)):
-            y, final = run_layer(layer, y, layer_state, mask, fused=fused)
+            y, final = run_layer(layer, y, layer_state, mask, self.reverse[i], fused)
             finals.append(final)
             if i < last and self.dropout and self.training:
                 y = dropout_fn(y, self.dropout, True)
         return y, join_states(finals)
 
     def extra_repr(self) -> str:
-        return f"dropout={self.dropout}" if self.dropout else ""
+        parts = [f"dropout={self.dropout}"] if self.dropout else []
+        if any(self.reverse):
+            parts.append(f"reverse={self.reverse}")
+        return ", ".join(parts)
 
 
 @tinyseq.hookimpl
@@ -98,5 +117,6 @@ def register_cells(register: Any) -> None:
         "stacked",
         Stacked,
         wrapper=True,
-        description="layers on top of each other (any may be bidirectional), dropout between",
+        description="layers on top of each other (any may be bidirectional or reversed), "
+        "dropout between",
     )

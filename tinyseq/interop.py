@@ -8,7 +8,11 @@ PyTorch's names ``weight_ih_l{k}[_reverse]``, ``weight_hh_l{k}``, ``bias_ih_l{k}
 ``bias_hh_l{k}`` map to each cell's ``weight_ih``, ``weight_hh``, ``bias_ih``,
 ``bias_hh`` (same gate order). Only cells PyTorch has can be moved: "rnn" (tanh/relu),
 "gru" with reset_after=True, "lstm" with variant="standard"; bidirectional layers must
-merge by concat. Both directions carry the training/eval mode too (it decides whether
+merge by concat, and PyTorch has no reverse-only layer (``direction="reverse"``).
+:func:`load_torch_state_dict` also fills two forms whose weights are laid out as
+PyTorch's though the math differs: a "gru" with reset_after=False (ONNX's
+``linear_before_reset=0``) and layers with direction="reverse" (the layer's one cell
+takes ``*_l{k}``). Both directions carry the training/eval mode too (it decides whether
 dropout between layers is applied). torch is imported only when these functions are called.
 """
 
@@ -29,6 +33,7 @@ __all__ = [
     "load_torch_state_dict",
     "torch_state_dict",
     "torch_parameter_names",
+    "torch_equivalent",
 ]
 
 
@@ -40,15 +45,20 @@ def _torch() -> Any:
     return torch
 
 
-def _torch_kind(rec: Recurrent) -> str:
-    """PyTorch's class name for ``rec``, or an error saying why it has none."""
+def _torch_problem(rec: Recurrent, for_loading: bool) -> tuple[str, str | None]:
+    """(PyTorch's class name, why ``rec`` cannot be mapped or None).
+
+    for_loading: only the weight layout must match (load_torch_state_dict); otherwise
+    the PyTorch module must compute what ``rec`` computes.
+    """
     name, opts = rec.cell_name, rec.cell_options
     problem = None
+    kind = ""
     if name == "rnn":
         kind = "RNN"
     elif name == "gru":
         kind = "GRU"
-        if not opts.get("reset_after", True):
+        if not opts.get("reset_after", True) and not for_loading:
             problem = "gru with reset_after=False (the lecture's form) has no PyTorch module"
     elif name == "lstm":
         kind = "LSTM"
@@ -58,11 +68,28 @@ def _torch_kind(rec: Recurrent) -> str:
         problem = f"cell {name!r} has no PyTorch module (only rnn, gru and lstm)"
     if problem is None and any(rec.directions) and not rec.bidirectional:
         problem = "PyTorch needs every layer bidirectional or none"
+    if problem is None and "reverse" in rec.layer_directions and not for_loading:
+        problem = (
+            f"PyTorch has no reverse-only RNN (this layer has direction={rec.direction!r}); "
+            "a torch module would read forward. Run it on flipped sequences, or use "
+            "bidirectional=True"
+        )
     if problem is None and rec.bidirectional and rec.merge != "concat":
         problem = f"PyTorch merges the two directions by concat, this layer by {rec.merge!r}"
+    return kind, problem
+
+
+def _torch_kind(rec: Recurrent) -> str:
+    """PyTorch's class name for ``rec``, or an error saying why it has none."""
+    kind, problem = _torch_problem(rec, for_loading=False)
     if problem is not None:
-        raise ValueError(f"cannot map {rec!r} to PyTorch: {problem}")
+        raise ValueError(f"cannot map Recurrent({rec.extra_repr()}) to PyTorch: {problem}")
     return kind
+
+
+def torch_equivalent(rec: Recurrent) -> bool:
+    """Whether a torch.nn.RNN/GRU/LSTM computes what ``rec`` computes (:func:`to_torch` works)."""
+    return _torch_problem(rec, for_loading=False)[1] is None
 
 
 def torch_parameter_names(rec: Recurrent) -> dict[str, str]:
@@ -78,8 +105,16 @@ def torch_parameter_names(rec: Recurrent) -> dict[str, str]:
 
 
 def load_torch_state_dict(rec: Recurrent, state_dict: Mapping[str, Any]) -> None:
-    """Copy a torch.nn.RNN/GRU/LSTM ``state_dict()`` into ``rec`` (names and shapes checked)."""
-    _torch_kind(rec)
+    """Copy a torch.nn.RNN/GRU/LSTM ``state_dict()`` into ``rec`` (names and shapes checked).
+
+    A "gru" with reset_after=False and layers with direction="reverse" load too: their
+    weights are laid out as PyTorch's (see the module docstring).
+    """
+    _, problem = _torch_problem(rec, for_loading=True)
+    if problem is not None:
+        raise ValueError(
+            f"cannot load PyTorch weights into Recurrent({rec.extra_repr()}): {problem}"
+        )
     names = torch_parameter_names(rec)
     theirs = {k: v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
               for k, v in state_dict.items()}
@@ -88,7 +123,7 @@ def load_torch_state_dict(rec: Recurrent, state_dict: Mapping[str, Any]) -> None
     if missing or unexpected:
         raise ValueError(
             f"PyTorch state_dict does not fit {rec.cell_name!r} with num_layers="
-            f"{rec.num_layers}, bidirectional={rec.bidirectional}, bias="
+            f"{rec.num_layers}, direction={rec.direction!r}, bias="
             f"{rec.cell_options.get('bias', True)}: missing {missing}, unexpected {unexpected}"
         )
     rec.load_state_dict({ours: theirs[t] for ours, t in names.items()})

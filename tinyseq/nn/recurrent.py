@@ -14,6 +14,11 @@ Whatever a padded step holds (NaN, inf) reaches no output, state or gradient: pa
 is selected away, never multiplied by a 0/1 mask. An empty batch (B = 0) or sequence
 (T = 0) gives an empty output and the state unchanged, with zero gradients.
 
+A layer reads forward (left to right), in reverse (``direction="reverse"``: ONNX's
+reverse direction, the backward half of a bidirectional layer) or both ways. Reversed,
+each sequence is read from its own last valid step to step 0 and the outputs stay
+aligned with the input steps: output[t] is the state after reading steps T_b-1 .. t.
+
 Layers and wrappers share one sequence interface (time-major): ``x`` (T, B, I), a state
 tuple with one tensor per state component of shape (slots, B, H), where a cell is one
 slot, a bidirectional layer two and a stack the sum of its layers (PyTorch's layout,
@@ -344,6 +349,45 @@ def _resolve_factory(cell: str | CellFactory, options: dict[str, Any]) -> tuple[
     )
 
 
+DIRECTIONS = ("forward", "reverse", "bidirectional")
+
+
+def _layer_directions(
+    bidirectional: bool | Sequence[bool], direction: str | Sequence[str] | None, num_layers: int
+) -> list[str]:
+    """One of :data:`DIRECTIONS` per layer, from ``bidirectional`` and/or ``direction``."""
+    if isinstance(bidirectional, bool):
+        from_flag = [bidirectional] * num_layers
+    else:
+        from_flag = [bool(b) for b in bidirectional]
+        if len(from_flag) != num_layers:
+            raise ValueError(
+                f"Recurrent: bidirectional has {len(from_flag)} entries, expected one "
+                f"per layer ({num_layers})"
+            )
+    if direction is None:
+        return ["bidirectional" if b else "forward" for b in from_flag]
+    if isinstance(direction, str):
+        chosen = [direction] * num_layers
+    else:
+        chosen = list(direction)
+        if len(chosen) != num_layers:
+            raise ValueError(
+                f"Recurrent: direction has {len(chosen)} entries, expected one per layer "
+                f"({num_layers})"
+            )
+    for d in chosen:
+        if d not in DIRECTIONS:
+            raise ValueError(f"Recurrent: direction must be one of {DIRECTIONS}, got {d!r}")
+    given_flag = bidirectional is not False
+    if given_flag and from_flag != [d == "bidirectional" for d in chosen]:
+        raise ValueError(
+            f"Recurrent: bidirectional={bidirectional!r} and direction={direction!r} "
+            "disagree; pass one of them"
+        )
+    return chosen
+
+
 class Recurrent(Module):
     """Any cell as a full recurrent layer, like torch.nn.RNN/GRU/LSTM.
 
@@ -357,6 +401,12 @@ class Recurrent(Module):
     detached, into the next call (truncated BPTT; :meth:`reset_state` clears it).
     device, dtype: where to put the parameters. cell_options go to the cell, e.g.
     ``variant="lecture"`` for "lstm".
+    direction: "forward", "reverse" or "bidirectional" (ONNX's names), or one per layer;
+    an alternative to ``bidirectional`` that can also say reverse-only. A "reverse"
+    layer reads each sequence from its last valid step to its first (Keras'
+    ``go_backwards``, but its output stays aligned with the input: output[t] is the
+    state after reading steps T_b-1 .. t, not reversed) and its final state is the one
+    after step 0. ``bidirectional`` and ``direction`` may both be given only if they agree.
 
     forward(x, state=None, lengths=None, mask=None) -> (output, state):
     output (T, B, D*H) (or (B, T, D*H)), zeros at padded steps; D = 2 for bidirectional
@@ -378,6 +428,7 @@ class Recurrent(Module):
         *,
         fused: bool | None = None,
         stateful: bool = False,
+        direction: str | Sequence[str] | None = None,
         device: str | Device | None = None,
         dtype: Any = None,
         **cell_options: Any,
@@ -385,21 +436,18 @@ class Recurrent(Module):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"Recurrent: num_layers must be at least 1, got {num_layers}")
-        if isinstance(bidirectional, bool):
-            directions = [bidirectional] * num_layers
-        else:
-            directions = [bool(b) for b in bidirectional]
-            if len(directions) != num_layers:
-                raise ValueError(
-                    f"Recurrent: bidirectional has {len(directions)} entries, expected one "
-                    f"per layer ({num_layers})"
-                )
+        layer_directions = _layer_directions(bidirectional, direction, num_layers)
+        directions = [d == "bidirectional" for d in layer_directions]
         self.cell_name, make = _resolve_factory(cell, cell_options)
         self.cell_options = dict(cell_options)
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
-        self.directions = directions
+        self.layer_directions = layer_directions
+        self.direction: str | list[str] = (
+            layer_directions[0] if len(set(layer_directions)) == 1 else list(layer_directions)
+        )
+        self.directions = directions  # per layer: bidirectional or not
         self.bidirectional = all(directions)
         self.batch_first = batch_first
         self.dropout = dropout
@@ -418,7 +466,11 @@ class Recurrent(Module):
                     )
                 layers.append(layer)
                 features = output_size(layer)
-        self.layers: SequenceLayer = registry.create_wrapper("stacked", *layers, dropout=dropout)
+        reverse = [d == "reverse" for d in layer_directions]
+        options: dict[str, Any] = {"reverse": reverse} if any(reverse) else {}
+        self.layers: SequenceLayer = registry.create_wrapper(
+            "stacked", *layers, dropout=dropout, **options
+        )
         if device is not None:
             self.to(device)
         self._carried: State | None = None
@@ -438,7 +490,8 @@ class Recurrent(Module):
         return 2 if self.bidirectional else 1
 
     def cell_at(self, layer: int, direction: int = 0) -> Cell:
-        """The cell of ``layer`` reading forward (direction 0) or backward (1)."""
+        """The cell of ``layer``: its only cell (direction 0, forward or reverse as the
+        layer reads), or of a bidirectional layer the forward (0) or backward (1) one."""
         part = list(self.layers.children())[layer]
         if isinstance(part, Cell):
             if direction != 0:
@@ -559,10 +612,12 @@ class Recurrent(Module):
         out = f"{self.cell_name!r}, {self.input_size}, {self.hidden_size}"
         if self.num_layers != 1:
             out += f", num_layers={self.num_layers}"
-        if any(self.directions):
+        if "reverse" in self.layer_directions:
+            out += f", direction={self.direction!r}"
+        elif any(self.directions):
             out += f", bidirectional={self.bidirectional if self.bidirectional else self.directions}"
-            if self.merge != "concat":
-                out += f", merge={self.merge!r}"
+        if any(self.directions) and self.merge != "concat":
+            out += f", merge={self.merge!r}"
         if self.batch_first:
             out += ", batch_first=True"
         if self.dropout:
