@@ -120,7 +120,12 @@ QUICK: dict[str, Any] = {"hidden_size": 32, "embedding_dim": 16, "batch_size": 8
 _FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 HELP: dict[str, str] = {
-    "task": "what to train: " + ", ".join(TASKS) + " (default lm)",
+    # each task by the lecture's input/output pattern (README's pattern table says the same)
+    "task": "what to train, by the lecture's input/output pattern: lm (many to many, Tx = Ty: "
+            "the next token), classify (many to one), tag (many to many, Tx = Ty: a label per "
+            "step), regress (many to many, Tx = Ty: per-step regression), seq2seq (many to many, "
+            "Tx != Ty: encoder-decoder), one_to_many (one to many), one_to_one (one to one); "
+            "default lm",
     "train": "training data file (lm without one: the built-in corpus)",
     "valid": "validation data file (default: hold out --valid-fraction of the training data)",
     "valid_fraction": "share held out for validation when there is no --valid file",
