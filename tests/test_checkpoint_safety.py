@@ -18,7 +18,8 @@ import pytest
 
 import tinyseq as ts
 from tinyseq import checkpoint
-from tinyseq.models import MODELS, build_model, parameter_shapes
+from tinyseq.model_shapes import parameter_shapes
+from tinyseq.models import MODELS, build_model
 from tinyseq.trainer import load_model
 
 CHILD = textwrap.dedent("""

@@ -664,7 +664,7 @@ def load_model(path: str | os.PathLike[str]) -> tuple[SequenceModel, dict[str, A
     building anything of the config's sizes): a mismatch is a CheckpointError.
     """
     from .checkpoint import CheckpointError
-    from .models import config_mismatch
+    from .model_shapes import config_mismatch
 
     ckpt = load_checkpoint(path)
     info = ckpt.metadata.get("model")
