@@ -278,6 +278,13 @@ def _open(name: str) -> IO[bytes]:
         ) from err
 
 
+def _refuse_pickled(name: str, key: str | None) -> CheckpointError:
+    return CheckpointError(
+        f"{name}: refused: entry {key!r} holds pickled Python objects, which checkpoints "
+        "never load (loading them could run code)"
+    )
+
+
 def _npy_header(f: IO[bytes]) -> tuple[tuple[int, ...], np.dtype[Any]]:
     """(shape, dtype) from the header of the .npy entry opened as ``f``."""
     version = np.lib.format.read_magic(f)
@@ -330,10 +337,7 @@ def _check_sizes(name: str, f: IO[bytes], max_bytes: int) -> None:
                     f"({type(err).__name__}: {err})"
                 ) from err
             if dtype.hasobject:
-                raise CheckpointError(
-                    f"{name}: refused: entry {key!r} holds pickled Python objects, which "
-                    "checkpoints never load (loading them could run code)"
-                )
+                raise _refuse_pickled(name, key)
             declared = header_bytes + int(np.prod(shape, dtype=object)) * dtype.itemsize
             if declared != info.file_size:
                 raise CheckpointError(
@@ -359,10 +363,7 @@ def _read(name: str, max_bytes: int) -> tuple[dict[str, Any], dict[str, np.ndarr
                     arrays[key] = loaded[key]
         except ValueError as err:
             if "allow_pickle" in str(err):
-                raise CheckpointError(
-                    f"{name}: refused: entry {key!r} holds pickled Python objects, which "
-                    "checkpoints never load (loading them could run code)"
-                ) from err
+                raise _refuse_pickled(name, key) from err
             raise CheckpointError(f"{name}: corrupt or truncated checkpoint ({err})") from err
         except Exception as err:  # zip, zlib, EOF and OS errors: the file is damaged
             where = f" in entry {key!r}" if key else ""
