@@ -6,8 +6,8 @@ notebook in Jupyter has them), and nbclient runs every cell with a kernel for th
 interpreter. A notebook has no command line, so quick mode and the figure folder go in as
 ``TINYSEQ_TUTORIAL_QUICK=1`` and ``TINYSEQ_TUTORIAL_FIGURES=DIR``, which the tutorials read
 as the defaults of ``--quick`` and ``--figures``. A failing cell fails the test with its
-source and its error; the notebook must print the same ``RESULT:`` line as the script run
-(``test_tutorials.EXPECTED``) and leave the checkout as it was.
+source and its error; the notebook must print one ``RESULT:`` line and the text the script
+run must print (``test_tutorials.EXPECTED``), and leave the checkout as it was.
 """
 
 from __future__ import annotations
