@@ -67,6 +67,7 @@ from .tensor import (
     where,
 )
 from .trainer import Trainer
+from .weights import load_weights, save_weights
 
 if TYPE_CHECKING:  # for type checkers; at run time __getattr__ imports them on first use
     from . import cell as cell
@@ -174,6 +175,8 @@ __all__ = [
     "mse_loss",
     "save_checkpoint",
     "load_checkpoint",
+    "save_weights",
+    "load_weights",
     "Checkpoint",
     "CheckpointError",
     "hookimpl",
