@@ -183,6 +183,8 @@ def test_stateful_reverse_carries_the_state_after_step_0() -> None:
 def test_direction_is_checked_and_shown() -> None:
     with pytest.raises(ValueError, match=r"direction must be one of .*'backward'"):
         ts.nn.Recurrent("rnn", I, H, direction="backward")
+    with pytest.raises(TypeError, match=r"direction must be one of .* got True"):
+        ts.nn.Recurrent("rnn", I, H, direction=True)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="direction has 1 entries, expected one per layer \\(2\\)"):
         ts.nn.Recurrent("rnn", I, H, num_layers=2, direction=["reverse"])
     with pytest.raises(ValueError, match="bidirectional=True and direction='reverse' disagree"):

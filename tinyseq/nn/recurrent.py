@@ -369,6 +369,11 @@ def _layer_directions(
         return ["bidirectional" if b else "forward" for b in from_flag]
     if isinstance(direction, str):
         chosen = [direction] * num_layers
+    elif not isinstance(direction, Sequence):
+        raise TypeError(
+            f"Recurrent: direction must be one of {DIRECTIONS} or a list of them (one per "
+            f"layer), got {direction!r}"
+        )
     else:
         chosen = list(direction)
         if len(chosen) != num_layers:
@@ -490,8 +495,7 @@ class Recurrent(Module):
         return 2 if self.bidirectional else 1
 
     def cell_at(self, layer: int, direction: int = 0) -> Cell:
-        """The cell of ``layer``: its only cell (direction 0, forward or reverse as the
-        layer reads), or of a bidirectional layer the forward (0) or backward (1) one."""
+        """The cell of ``layer``: forward (0) or backward (1), or a one-way layer's only cell (0)."""
         part = list(self.layers.children())[layer]
         if isinstance(part, Cell):
             if direction != 0:
