@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import tinyseq as ts
-from tinyseq import checkpoint
+from tinyseq import atomic, checkpoint
 from tinyseq.model_shapes import parameter_shapes
 from tinyseq.models import MODELS, build_model
 from tinyseq.trainer import load_model
@@ -107,7 +107,7 @@ def test_save_removes_only_stale_temporaries_of_its_own_target(tmp_path: Path) -
     gone.wait()  # its pid now names no running process
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        here = checkpoint._host()
+        here = atomic._host()
         files = {
             f".run.npz.{here}.{gone.pid}.ab_c9xyz.tmp": "removed",  # a killed writer's
             f".run.npz.{here}.{alive.pid}.k2j4h5g6.tmp": "kept",  # a live writer's, mid-save
@@ -124,7 +124,7 @@ def test_save_removes_only_stale_temporaries_of_its_own_target(tmp_path: Path) -
         }
         for name in files:
             (tmp_path / name).write_bytes(name.encode())
-        old = time.time() - 2 * checkpoint.STALE_TEMP_SECONDS
+        old = time.time() - 2 * atomic.STALE_TEMP_SECONDS
         for name in (f".run.npz.{here}.{alive.pid}.oldoldol.tmp", ".run.npz.legacy_o.tmp"):
             os.utime(tmp_path / name, (old, old))
         (tmp_path / f".run.npz.{here}.{gone.pid}.dirdirdi.tmp").mkdir()  # not a file: left alone
@@ -153,7 +153,7 @@ def test_temporaries_carry_the_writers_pid(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(checkpoint, "_write_array", spying)
     ts.save_checkpoint(tmp_path / "m.npz", ts.nn.Linear(2, 2))
     (temp,) = seen[0]
-    assert temp.startswith(f".m.npz.{checkpoint._host()}.{os.getpid()}.") and temp.endswith(".tmp")
+    assert temp.startswith(f".m.npz.{atomic._host()}.{os.getpid()}.") and temp.endswith(".tmp")
     assert os.listdir(tmp_path) == ["m.npz"]
 
 

@@ -9,14 +9,8 @@ The file is a NumPy ``.npz`` (a zip of ``.npy`` arrays) read with
 array (metadata, optimizer settings and step counts) is JSON, stored as a uint8
 array of its UTF-8 bytes.
 
-Saving writes a temporary file ``.<name>.<host>.<pid>.<random>.tmp`` in the same
-directory, flushes and fsyncs it and renames it over the target, so a crash or a failed
-write leaves the previous checkpoint intact. A process killed mid-save (``kill -9``)
-leaves its temporary behind; the next save of the same target removes such leftovers:
-files of exactly that pattern whose writing process, on this host, no longer exists, or
-that have not been written to for :data:`STALE_TEMP_SECONDS` (a pid may be reused; a
-writer elsewhere cannot be asked). A live writer's temporary, and every other file, is
-left alone.
+Saving is atomic (:func:`tinyseq.atomic.atomic_write`): a crash or a failed write leaves
+the previous checkpoint intact, and a save cleans up what killed saves left behind.
 
 Loading reads and checks the whole file, and that it fits the model and optimizer,
 before changing either. A hostile file cannot make it allocate much: before any array
@@ -29,13 +23,8 @@ entry must hold exactly the bytes its header declares, all entries together at m
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
-import socket
-import tempfile
-import time
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,6 +33,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from . import backend
+from .atomic import atomic_write
 from .tensor import Tensor
 
 if TYPE_CHECKING:
@@ -68,8 +58,6 @@ MAX_CHECKPOINT_BYTES = 4 * 2**30
 # compressed entries: how far one may inflate, checked for entries bigger than this
 MAX_COMPRESSION_RATIO = 200
 MIN_RATIO_CHECKED_BYTES = 16 * 2**20
-# a leftover temporary whose writer may still be alive is removed only after this long
-STALE_TEMP_SECONDS = 3600.0
 
 # the .npy writer, looked up at call time (tests replace it to fail mid-write)
 _write_array = np.lib.format.write_array
@@ -179,83 +167,11 @@ def save_checkpoint(
                 "need pickle); store numbers or strings"
             )
     arrays[_META] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-    directory = os.path.dirname(os.path.abspath(name))
     try:
-        # the pid in the name tells a later save whether the writer is still alive
-        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(name), suffix=".tmp", dir=directory)
-    except OSError as err:
-        raise CheckpointError(
-            f"cannot save checkpoint {name}: cannot create a file in {directory} "
-            f"({err.strerror or err})"
-        ) from err
-    try:
-        # mkstemp makes the file private (0600); give it the mode a plain open() would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(name) as f:
             _write_npz(f, arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, name)
-    except BaseException as err:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(err, (OSError, ValueError)):
-            raise CheckpointError(f"cannot save checkpoint {name}: {err}") from err
-        raise
-    # make the rename itself durable (POSIX; not possible on Windows)
-    with contextlib.suppress(OSError, AttributeError):
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    _remove_stale_temporaries(name)
-
-
-def _host() -> str:
-    """This machine's name as it goes into temporary names: letters, digits, "-"."""
-    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
-
-
-def _temp_prefix(name: str) -> str:
-    return f".{os.path.basename(name)}.{_host()}.{os.getpid()}."
-
-
-def _writer_is_gone(host: str, pid: int) -> bool:
-    """Whether the process that made a temporary surely no longer runs."""
-    if host != _host() or pid == os.getpid() or os.name != "posix":
-        return False  # another machine's process, or ours; Windows' os.kill would terminate
-    try:
-        os.kill(pid, 0)  # signal 0 only asks whether the process exists
-    except ProcessLookupError:
-        return True
-    except (OSError, OverflowError):  # e.g. another user's process: it exists
-        return False
-    return False
-
-
-def _remove_stale_temporaries(name: str) -> None:
-    """Delete temporaries of earlier, killed saves of ``name`` (see the module docstring)."""
-    directory = os.path.dirname(os.path.abspath(name))
-    # .<name>.<host>.<pid>.<mkstemp's random letters, digits, "_">.tmp; without host and
-    # pid as tinyseq wrote them before (those go by age only)
-    ours = re.compile(re.escape(f".{os.path.basename(name)}.")
-                      + r"(?:([A-Za-z0-9-]+)\.(\d+)\.)?[a-z0-9_]+\.tmp")
-    now = time.time()
-    with contextlib.suppress(OSError), os.scandir(directory) as entries:
-        for entry in entries:
-            match = ours.fullmatch(entry.name)
-            if match is None:
-                continue
-            with contextlib.suppress(OSError):  # gone already, or not ours to remove
-                if not entry.is_file(follow_symlinks=False):
-                    continue
-                old = now - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMP_SECONDS
-                host, pid = match.group(1, 2)
-                if old or (pid is not None and _writer_is_gone(host, int(pid))):
-                    os.unlink(entry.path)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"cannot save checkpoint {name}: {err}") from err
 
 
 def _open(name: str) -> IO[bytes]:

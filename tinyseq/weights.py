@@ -18,20 +18,19 @@ that :func:`tinyseq.interop.to_torch` can map stores ``<path>.weight_ih_l0``,
 
 The header's metadata says ``format: tinyseq`` and the naming ``version``; files from
 elsewhere carry other metadata or none, and load the same. Saving writes a temporary
-file next to the target and renames it over the target, so a failed save leaves the
-previous file as it was.
+file next to the target and renames it over the target (:mod:`tinyseq.atomic`), so a
+failed save leaves the previous file as it was.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_write
 from .interop import torch_equivalent, torch_parameter_names
 from .nn.module import Module
 from .nn.recurrent import Recurrent
@@ -88,22 +87,8 @@ def save_weights(module: Module, path: str | os.PathLike[str]) -> None:
         theirs: np.ascontiguousarray(state[ours]) for ours, theirs in weight_names(module).items()
     }
     data = numpy_api.save(arrays, metadata={"format": FORMAT, "version": VERSION})
-    directory = os.path.dirname(os.path.abspath(name))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(name)}.", suffix=".tmp", dir=directory)
-    try:
-        # mkstemp makes the file private (0600); give it the mode a plain open() would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, name)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_write(name) as f:
+        f.write(data)
 
 
 def load_weights(module: Module, path: str | os.PathLike[str]) -> None:
