@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cell_variants import IDS, VARIANTS
 
 import tinyseq as ts
 from tinyseq import interop, registry
@@ -21,16 +22,7 @@ def _builtin_cells_only() -> Iterator[None]:
         yield
 
 
-CELLS = [
-    ("rnn", {}),
-    ("rnn", {"nonlinearity": "relu"}),
-    ("simple_gru", {}),
-    ("gru", {}),
-    ("gru", {"reset_after": False}),
-    ("lstm", {}),
-    ("lstm", {"variant": "lecture"}),
-]
-IDS = ["rnn", "rnn_relu", "simple_gru", "gru", "gru_reset_before", "lstm", "lstm_lecture"]
+CELLS = VARIANTS
 T, B, I, H = 5, 3, 3, 4  # noqa: E741
 LENGTHS = [5, 2, 4]
 
