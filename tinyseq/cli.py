@@ -13,7 +13,7 @@ __all__ = ["main", "build_parser"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
-    from . import cli_cells, cli_train
+    from . import cli_cells, cli_export, cli_train
 
     parser = argparse.ArgumentParser(
         prog="tinyseq", description="Train and inspect recurrent networks."
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     cli_cells.add_commands(sub)
     cli_train.add_commands(sub)
+    cli_export.add_commands(sub)
     return parser
 
 

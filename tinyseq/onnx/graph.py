@@ -59,7 +59,7 @@ class GraphBuilder:
         """An initializer holding ``value`` (an array or a Python scalar/list)."""
         arr = np.asarray(value, dtype=dtype)
         unique = self._fresh(name)
-        self.initializers.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(arr), unique))
+        self.initializers.append(self.onnx.numpy_helper.from_array(arr.copy(order="C"), unique))  # 0-d stays 0-d
         return unique
 
     def ints(self, values: Sequence[int], name: str = "ints") -> str:
