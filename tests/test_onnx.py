@@ -10,7 +10,13 @@ import pytest
 
 import tinyseq as ts
 from tinyseq.data.batching import Batch
-from tinyseq.models import LanguageModel, Seq2Seq, SequenceClassifier, SequenceRegressor, SequenceTagger
+from tinyseq.models import (
+    LanguageModel,
+    Seq2Seq,
+    SequenceClassifier,
+    SequenceRegressor,
+    SequenceTagger,
+)
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -246,10 +252,10 @@ GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 def _recurrent_graph(op: str, direction: str, layout: int, with_bias: bool = True,
                      **attrs: Any) -> tuple[Any, dict[str, np.ndarray]]:
     """One op with initial states and sequence_lens; the feeds for it (time-major data)."""
-    T, B, I, H = 5, 3, 2, 4
+    T, B, F, H = 5, 3, 2, 4  # F: input features
     D = 2 if direction == "bidirectional" else 1
     G = GATES[op]
-    w = rng.standard_normal((D, G * H, I)).astype(np.float32) * 0.5
+    w = rng.standard_normal((D, G * H, F)).astype(np.float32) * 0.5
     r = rng.standard_normal((D, G * H, H)).astype(np.float32) * 0.5
     inits = [onnx.numpy_helper.from_array(w, "W"), onnx.numpy_helper.from_array(r, "R")]
     if with_bias:
@@ -258,7 +264,7 @@ def _recurrent_graph(op: str, direction: str, layout: int, with_bias: bool = Tru
     outs = ["Y", "Yh"] + (["Yc"] if op == "LSTM" else [])
     seq = ["b", "t"] if layout else ["t", "b"]
     state = ["s0", "s1", H]  # symbolic: the layout-0 twin (see _reference) reads other shapes
-    graph_inputs = [helper.make_tensor_value_info("X", TP.FLOAT, [*seq, I]),
+    graph_inputs = [helper.make_tensor_value_info("X", TP.FLOAT, [*seq, F]),
                     helper.make_tensor_value_info("lens", TP.INT32, ["b"]),
                     helper.make_tensor_value_info("h0", TP.FLOAT, state)]
     if op == "LSTM":
@@ -270,7 +276,7 @@ def _recurrent_graph(op: str, direction: str, layout: int, with_bias: bool = Tru
                             layout=layout, **attrs)
     graph = helper.make_graph([node], "g", graph_inputs, graph_outputs, inits)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    feeds = {"X": rng.standard_normal((T, B, I)).astype(np.float32),
+    feeds = {"X": rng.standard_normal((T, B, F)).astype(np.float32),
              "lens": np.array([5, 2, 4], np.int32),
              "h0": rng.standard_normal((D, B, H)).astype(np.float32)}
     if op == "LSTM":

@@ -22,6 +22,7 @@ from .errors import UnsupportedError, require
 __all__ = ["Node", "Value", "HANDLERS", "as_tensor", "as_array"]
 
 Value = Tensor | np.ndarray
+Args = Sequence[Any]  # a node's input values in order, None for an omitted one
 
 
 @dataclass
@@ -59,7 +60,7 @@ class Node:
         """The error for something of this node tinyseq cannot express (``what``: its name)."""
         return UnsupportedError(f"{self.describe()}: {what} is not supported: {why}")
 
-    def input(self, args: Sequence[Value | None], i: int) -> Value | None:
+    def input(self, args: Args, i: int) -> Value | None:
         return args[i] if i < len(args) else None
 
 
@@ -84,7 +85,7 @@ def _ints(v: Value | None) -> list[int]:
     return [] if v is None else [int(i) for i in as_array(v).reshape(-1)]
 
 
-def _axes(node: Node, args: Sequence[Value | None], since: int) -> list[int] | None:
+def _axes(node: Node, args: Args, since: int) -> list[int] | None:
     """Axes from the input (opset >= ``since``) or the attribute."""
     if node.opset >= since:
         given = node.input(args, 1)
@@ -92,15 +93,15 @@ def _axes(node: Node, args: Sequence[Value | None], since: int) -> list[int] | N
     return node.attrs.get("axes")
 
 
-def _pair(args: Sequence[Value | None]) -> tuple[Tensor, Tensor]:
+def _pair(args: Args) -> tuple[Tensor, Tensor]:
     a, b = args[0], args[1]
     like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
-    return as_tensor(a, like), as_tensor(b, like)  # type: ignore[arg-type]
+    return as_tensor(a, like), as_tensor(b, like)
 
 
-def _numeric(fn: Callable[[Any, Any], Any]) -> Callable[[Node, Sequence[Value | None]], list[Value]]:
+def _numeric(fn: Callable[[Any, Any], Any]) -> Callable[[Node, Args], list[Value]]:
     """An element-wise binary op: NumPy on two arrays, tinyseq otherwise."""
-    def run(node: Node, args: Sequence[Value | None]) -> list[Value]:
+    def run(node: Node, args: Args) -> list[Value]:
         a, b = args[0], args[1]
         if not isinstance(a, Tensor) and not isinstance(b, Tensor):
             return [np.asarray(fn(np.asarray(a), np.asarray(b))).astype(np.result_type(a, b))]
@@ -115,23 +116,23 @@ def _int_div(a: Any, b: Any) -> Any:
     return a / b
 
 
-def _compare(fn: Callable[[Any, Any], Any]) -> Callable[[Node, Sequence[Value | None]], list[Value]]:
-    def run(node: Node, args: Sequence[Value | None]) -> list[Value]:
-        return [fn(as_array(args[0]), as_array(args[1]))]  # type: ignore[arg-type]
+def _compare(fn: Callable[[Any, Any], Any]) -> Callable[[Node, Args], list[Value]]:
+    def run(node: Node, args: Args) -> list[Value]:
+        return [fn(as_array(args[0]), as_array(args[1]))]
     return run
 
 
-def _unary(fn: Callable[[Tensor], Tensor]) -> Callable[[Node, Sequence[Value | None]], list[Value]]:
-    def run(node: Node, args: Sequence[Value | None]) -> list[Value]:
-        return [fn(as_tensor(args[0]))]  # type: ignore[arg-type]
+def _unary(fn: Callable[[Tensor], Tensor]) -> Callable[[Node, Args], list[Value]]:
+    def run(node: Node, args: Args) -> list[Value]:
+        return [fn(as_tensor(args[0]))]
     return run
 
 
-def _identity(node: Node, args: Sequence[Value | None]) -> list[Value]:
-    return [args[0]]  # type: ignore[list-item]
+def _identity(node: Node, args: Args) -> list[Value]:
+    return [args[0]]
 
 
-def _constant(node: Node, args: Sequence[Value | None]) -> list[Value]:
+def _constant(node: Node, args: Args) -> list[Value]:
     for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
         if key in node.attrs:
             dtype = np.float32 if "float" in key else np.int64 if "int" in key else None
@@ -139,25 +140,25 @@ def _constant(node: Node, args: Sequence[Value | None]) -> list[Value]:
     raise node.refuse(f"attribute(s) {sorted(node.attrs)}", "a Constant needs value, value_float(s) or value_int(s)")
 
 
-def _cast(node: Node, args: Sequence[Value | None]) -> list[Value]:
+def _cast(node: Node, args: Args) -> list[Value]:
     onnx = require("onnx")
     dtype = onnx.helper.tensor_dtype_to_np_dtype(node.attrs["to"])
     x = args[0]
     if isinstance(x, Tensor) and dtype.kind == "f":
         return [x if x.dtype == dtype else x.astype(dtype)]
-    return [as_array(x).astype(dtype)]  # type: ignore[arg-type]
+    return [as_array(x).astype(dtype)]
 
 
-def _shape(node: Node, args: Sequence[Value | None]) -> list[Value]:
-    dims = np.asarray(args[0].shape, dtype=np.int64)  # type: ignore[union-attr]
+def _shape(node: Node, args: Args) -> list[Value]:
+    dims = np.asarray(args[0].shape, dtype=np.int64)
     start, end = node.attrs.get("start", 0), node.attrs.get("end")
     return [dims[start:end]]
 
 
-def _gather(node: Node, args: Sequence[Value | None]) -> list[Value]:
-    data, idx = args[0], as_array(args[1])  # type: ignore[arg-type]
+def _gather(node: Node, args: Args) -> list[Value]:
+    data, idx = args[0], as_array(args[1])
     axis = node.attrs.get("axis", 0)
-    n = data.shape[axis]  # type: ignore[union-attr]
+    n = data.shape[axis]
     idx = np.where(idx < 0, idx + n, idx)
     if not isinstance(data, Tensor):
         return [np.take(data, idx, axis=axis)]
@@ -166,41 +167,41 @@ def _gather(node: Node, args: Sequence[Value | None]) -> list[Value]:
     return [data[(slice(None),) * (axis % data.ndim) + (idx if idx.ndim else int(idx),)]]
 
 
-def _unsqueeze(node: Node, args: Sequence[Value | None]) -> list[Value]:
+def _unsqueeze(node: Node, args: Args) -> list[Value]:
     x = args[0]
     axes = _axes(node, args, 13) or []
-    rank = x.ndim + len(axes)  # type: ignore[union-attr]
+    rank = x.ndim + len(axes)
     for axis in sorted(a % rank for a in axes):
-        x = x.unsqueeze(axis) if isinstance(x, Tensor) else np.expand_dims(x, axis)  # type: ignore[union-attr,arg-type]
-    return [x]  # type: ignore[list-item]
+        x = x.unsqueeze(axis) if isinstance(x, Tensor) else np.expand_dims(x, axis)
+    return [x]
 
 
-def _squeeze(node: Node, args: Sequence[Value | None]) -> list[Value]:
+def _squeeze(node: Node, args: Args) -> list[Value]:
     x = args[0]
     axes = _axes(node, args, 13)
-    ndim = x.ndim  # type: ignore[union-attr]
+    ndim = x.ndim
     if axes is None:
-        axes = [i for i, d in enumerate(x.shape) if d == 1]  # type: ignore[union-attr]
+        axes = [i for i, d in enumerate(x.shape) if d == 1]
     for axis in sorted((a % ndim for a in axes), reverse=True):
-        x = x.squeeze(axis) if isinstance(x, Tensor) else np.squeeze(x, axis)  # type: ignore[union-attr,arg-type]
-    return [x]  # type: ignore[list-item]
+        x = x.squeeze(axis) if isinstance(x, Tensor) else np.squeeze(x, axis)
+    return [x]
 
 
-def _reshape(node: Node, args: Sequence[Value | None]) -> list[Value]:
+def _reshape(node: Node, args: Args) -> list[Value]:
     x = args[0]
     shape = _ints(args[1])
     if not node.attrs.get("allowzero", 0):
-        shape = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]  # type: ignore[union-attr]
-    return [x.reshape(*shape) if isinstance(x, Tensor) else np.reshape(x, shape)]  # type: ignore[union-attr,arg-type]
+        shape = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
+    return [x.reshape(*shape) if isinstance(x, Tensor) else np.reshape(x, shape)]
 
 
-def _transpose(node: Node, args: Sequence[Value | None]) -> list[Value]:
+def _transpose(node: Node, args: Args) -> list[Value]:
     x = args[0]
-    perm = node.attrs.get("perm") or list(range(x.ndim))[::-1]  # type: ignore[union-attr]
-    return [x.transpose(*perm) if isinstance(x, Tensor) else np.transpose(x, perm)]  # type: ignore[union-attr,arg-type]
+    perm = node.attrs.get("perm") or list(range(x.ndim))[::-1]
+    return [x.transpose(*perm) if isinstance(x, Tensor) else np.transpose(x, perm)]
 
 
-def _concat(node: Node, args: Sequence[Value | None]) -> list[Value]:
+def _concat(node: Node, args: Args) -> list[Value]:
     parts = [a for a in args if a is not None]
     axis = node.attrs["axis"]
     like = next((p for p in parts if isinstance(p, Tensor)), None)
@@ -216,7 +217,7 @@ def _bound(v: int, dim: int, step: int) -> int:
     return min(max(v, 0), dim) if step > 0 else min(max(v, -1), dim - 1)
 
 
-def _slice(node: Node, args: Sequence[Value | None]) -> list[Value]:
+def _slice(node: Node, args: Args) -> list[Value]:
     x = args[0]
     if node.opset < 10:
         starts, ends = node.attrs["starts"], node.attrs["ends"]
@@ -225,62 +226,62 @@ def _slice(node: Node, args: Sequence[Value | None]) -> list[Value]:
         starts, ends = _ints(args[1]), _ints(args[2])
         axes = _ints(node.input(args, 3)) or None
         steps = _ints(node.input(args, 4)) or None
-    ndim = x.ndim  # type: ignore[union-attr]
+    ndim = x.ndim
     axes = axes or list(range(len(starts)))
     steps = steps or [1] * len(starts)
     index: list[Any] = [slice(None)] * ndim
     for s, e, a, st in zip(starts, ends, axes, steps):
-        dim = x.shape[a % ndim]  # type: ignore[union-attr]
+        dim = x.shape[a % ndim]
         lo, hi = _bound(s, dim, st), _bound(e, dim, st)
         index[a % ndim] = slice(lo, None if (st < 0 and hi < 0) else hi, st)
-    return [x[tuple(index)]]  # type: ignore[index]
+    return [x[tuple(index)]]
 
 
-def _constant_of_shape(node: Node, args: Sequence[Value | None]) -> list[Value]:
+def _constant_of_shape(node: Node, args: Args) -> list[Value]:
     value = node.attrs.get("value", np.zeros(1, dtype=np.float32))
     return [np.full(_ints(args[0]), np.asarray(value).reshape(-1)[0], dtype=np.asarray(value).dtype)]
 
 
-def _expand(node: Node, args: Sequence[Value | None]) -> list[Value]:
+def _expand(node: Node, args: Args) -> list[Value]:
     x, shape = args[0], _ints(args[1])
-    target = np.broadcast_shapes(tuple(x.shape), tuple(shape))  # type: ignore[union-attr]
+    target = np.broadcast_shapes(tuple(x.shape), tuple(shape))
     if not isinstance(x, Tensor):
-        return [np.broadcast_to(x, target).copy()]  # type: ignore[arg-type]
+        return [np.broadcast_to(x, target).copy()]
     return [x + as_tensor(np.zeros(target, dtype=x.dtype), x)]
 
 
-def _range(node: Node, args: Sequence[Value | None]) -> list[Value]:
-    start, limit, delta = (as_array(a).reshape(()) for a in args)  # type: ignore[arg-type]
-    return [np.arange(start, limit, delta, dtype=start.dtype)]
+def _range(node: Node, args: Args) -> list[Value]:
+    start, limit, delta = (as_array(a).reshape(()) for a in args)
+    return [np.arange(start.item(), limit.item(), delta.item()).astype(start.dtype)]
 
 
-def _where(node: Node, args: Sequence[Value | None]) -> list[Value]:
-    cond, a, b = as_array(args[0]).astype(bool), args[1], args[2]  # type: ignore[arg-type]
+def _where(node: Node, args: Args) -> list[Value]:
+    cond, a, b = as_array(args[0]).astype(bool), args[1], args[2]
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
-        return [np.where(cond, a, b)]  # type: ignore[arg-type]
+        return [np.asarray(np.where(cond, np.asarray(a), np.asarray(b)))]
     ta, tb = _pair([a, b])
     return [where(cond, ta, tb)]
 
 
-def _reduce(kind: str) -> Callable[[Node, Sequence[Value | None]], list[Value]]:
+def _reduce(kind: str) -> Callable[[Node, Args], list[Value]]:
     since = 13 if kind == "sum" else 18  # when axes became an input
 
-    def run(node: Node, args: Sequence[Value | None]) -> list[Value]:
+    def run(node: Node, args: Args) -> list[Value]:
         x = args[0]
         axes = _axes(node, args, since)
         keep = bool(node.attrs.get("keepdims", 1))
         if not axes:
             if node.attrs.get("noop_with_empty_axes", 0):
-                return [x]  # type: ignore[list-item]
-            axes = list(range(x.ndim))  # type: ignore[union-attr]
-        axis = tuple(a % x.ndim for a in axes)  # type: ignore[union-attr]
+                return [x]
+            axes = list(range(x.ndim))
+        axis = tuple(a % x.ndim for a in axes)
         if isinstance(x, Tensor):
             return [getattr(x, kind)(axis=axis, keepdims=keep)]
         return [getattr(np, kind)(x, axis=axis, keepdims=keep)]
     return run
 
 
-def _gemm(node: Node, args: Sequence[Value | None]) -> list[Value]:
+def _gemm(node: Node, args: Args) -> list[Value]:
     a, b = _pair(args)
     c = node.input(args, 2)
     alpha, beta = node.attrs.get("alpha", 1.0), node.attrs.get("beta", 1.0)
@@ -296,7 +297,7 @@ def _gemm(node: Node, args: Sequence[Value | None]) -> list[Value]:
     return [y]
 
 
-def _matmul(node: Node, args: Sequence[Value | None]) -> list[Value]:
+def _matmul(node: Node, args: Args) -> list[Value]:
     a, b = args[0], args[1]
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
         return [np.matmul(a, b)]
@@ -304,9 +305,9 @@ def _matmul(node: Node, args: Sequence[Value | None]) -> list[Value]:
     return [matmul(ta, tb)]
 
 
-def _softmax(log: bool) -> Callable[[Node, Sequence[Value | None]], list[Value]]:
-    def run(node: Node, args: Sequence[Value | None]) -> list[Value]:
-        x = as_tensor(args[0])  # type: ignore[arg-type]
+def _softmax(log: bool) -> Callable[[Node, Args], list[Value]]:
+    def run(node: Node, args: Args) -> list[Value]:
+        x = as_tensor(args[0])
         axis = node.attrs.get("axis", -1 if node.opset >= 13 else 1)
         if node.opset < 13 and axis % x.ndim != x.ndim - 1:
             # before opset 13 the input was flattened to 2-D at axis: only the last axis agrees
@@ -315,7 +316,7 @@ def _softmax(log: bool) -> Callable[[Node, Sequence[Value | None]], list[Value]]
     return run
 
 
-HANDLERS: dict[str, Callable[[Node, Sequence[Value | None]], list[Value]]] = {
+HANDLERS: dict[str, Callable[[Node, Args], list[Value]]] = {
     "Identity": _identity,
     "Constant": _constant,
     "Cast": _cast,

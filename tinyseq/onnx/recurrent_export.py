@@ -42,7 +42,7 @@ def onnx_op(rec: Recurrent) -> str:
         problem = f"lstm with variant={opts['variant']!r} (a = o * c) has no ONNX operator"
     elif set(opts) - _OPTIONS[name]:
         problem = f"cell option(s) {sorted(set(opts) - _OPTIONS[name])} have no ONNX attribute"
-    if problem is not None:
+    if problem is not None or op is None:
         raise UnsupportedError(
             f"cannot export {rec!r} to ONNX: {problem}; cell {name!r} with options {opts}"
         )

@@ -80,7 +80,7 @@ class OnnxRecurrent(Module):
         self.layout = int(node.attrs.get("layout", 0))
         D = _DIRECTIONS[self.direction]
         gates = {"RNN": 1, "GRU": 3, "LSTM": 4}[node.op]
-        H = int(node.attrs.get("hidden_size", r.shape[-1]))
+        H = int(node.attrs.get("hidden_size") or r.shape[-1])
         if w.ndim != 3 or w.shape[:2] != (D, gates * H) or r.shape != (D, gates * H, H) or (
                 b is not None and b.shape != (D, 2 * gates * H)):
             raise ValueError(
