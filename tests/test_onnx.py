@@ -96,6 +96,8 @@ def test_two_layer_bidirectional_recurrent_matches_onnxruntime(tmp_path: Any, ce
     {"bidirectional": True, "merge": "mean"},
     {"bidirectional": True, "merge": "product"},
     {"bias": False, "num_layers": 2},
+    {"direction": "reverse", "num_layers": 2},
+    {"direction": ["bidirectional", "reverse", "forward"], "num_layers": 3},
 ], ids=str)
 def test_recurrent_layouts_merges_and_dynamic_axes(kwargs: dict[str, Any]) -> None:
     rec = ts.nn.Recurrent("lstm", 3, 4, **kwargs)

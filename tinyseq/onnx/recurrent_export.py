@@ -1,6 +1,7 @@
 """A :class:`tinyseq.nn.Recurrent` as ONNX nodes: one RNN/GRU/LSTM op per layer.
 
-Layer l's op reads layer l-1's output; ONNX's Y (T, D, B, H) becomes the (T, B, D*H)
+Layer l's op reads layer l-1's output, in the layer's direction (forward, reverse or
+bidirectional, the same names in both); ONNX's Y (T, D, B, H) becomes the (T, B, D*H)
 that tinyseq's concat merge gives (Transpose + Reshape), or is squeezed (D = 1), summed,
 averaged or multiplied as the layer's merge says. Final states are the ops' Y_h / Y_c
 concatenated in tinyseq's slot order (layer-major, forward then backward direction),
@@ -44,7 +45,8 @@ def onnx_op(rec: Recurrent) -> str:
         problem = f"cell option(s) {sorted(set(opts) - _OPTIONS[name])} have no ONNX attribute"
     if problem is not None or op is None:
         raise UnsupportedError(
-            f"cannot export {rec!r} to ONNX: {problem}; cell {name!r} with options {opts}"
+            f"cannot export Recurrent({rec.extra_repr()}) to ONNX: {problem}; cell {name!r} "
+            f"with options {opts}"
         )
     return op
 
@@ -98,8 +100,9 @@ def emit_recurrent(
         for s in states or []:
             inputs.append(g.op("Slice", s, g.ints([slot], "starts"), g.ints([slot + D], "ends"),
                                g.ints([0], "axes")))
+        # "forward", "reverse" or "bidirectional": tinyseq's names are ONNX's
         attrs: dict[str, Any] = {"hidden_size": rec.hidden_size,
-                                 "direction": "bidirectional" if D == 2 else "forward"}
+                                 "direction": rec.layer_directions[layer]}
         if op == "RNN":
             attrs["activations"] = [_ACTIVATION[getattr(cells[0], "nonlinearity", "tanh")]] * D
         elif op == "GRU":

@@ -1,7 +1,8 @@
 """An ONNX RNN/GRU/LSTM node as a tinyseq module (the import side of recurrent_export).
 
-The node's W, R, B become the cells of a one-layer :class:`tinyseq.nn.Recurrent`
-("rnn" with tanh or relu, "gru" with ``reset_after = linear_before_reset``, "lstm")
+The node's W, R, B become the cells of a one-layer :class:`tinyseq.nn.Recurrent` in the
+node's direction ("rnn" with tanh or relu, "gru" with ``reset_after =
+linear_before_reset``, "lstm")
 through :mod:`tinyseq.onnx.gates`. What tinyseq's cells cannot compute is refused with
 the attribute named: ``clip``, ``input_forget=1``, other activations or their
 ``activation_alpha``/``activation_beta``, and LSTM peepholes (input ``P``).
@@ -9,13 +10,12 @@ the attribute named: ``clip``, ``input_forget=1``, other activations or their
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ..nn.module import Module
-from ..nn.recurrent import Recurrent, run_cell
+from ..nn.recurrent import Recurrent
 from ..tensor import Tensor
 from .gates import CELL_OF_OP, set_onnx_weights
 from .ops import Node, Value, as_array, as_tensor
@@ -88,7 +88,7 @@ class OnnxRecurrent(Module):
                 f"be ({D}, {gates * H}, I), R ({D}, {gates * H}, {H}) and B ({D}, {2 * gates * H}); got "
                 f"W {w.shape}, R {r.shape}, B {None if b is None else b.shape}"
             )
-        self.rec = Recurrent(CELL_OF_OP[node.op], int(w.shape[2]), H, bidirectional=D == 2,
+        self.rec = Recurrent(CELL_OF_OP[node.op], int(w.shape[2]), H, direction=self.direction,
                              dtype=w.dtype, bias=b is not None, **options)
         for _, d, cell in self.rec.cells():
             set_onnx_weights(node.op, cell, w[d], r[d], None if b is None else b[d])
@@ -108,18 +108,10 @@ class OnnxRecurrent(Module):
         if any(s is not None for s in given):
             zeros = as_tensor(np.zeros((D, B, H), dtype=first.dtype), first)
             state = tuple(zeros if s is None else s for s in given)
-        if self.direction == "reverse":
-            # a reverse-only layer: the cell run from each sequence's last valid step back
-            mask = rec._step_mask(T, B, lens, None, xt.device)
-            cell_state = None if state is None else tuple(s[0] for s in state)
-            y, final = run_cell(rec.cell_at(0), xt, cell_state, mask, reverse=True, fused=rec.fused)
-            ys = y.unsqueeze(1)  # (T, 1, B, H)
-            finals: Sequence[Tensor] = [f.unsqueeze(0) for f in final]
-        else:
-            out, st = rec(xt, None if state is None else (state[0] if len(state) == 1 else state),
-                          lengths=lens)
-            ys = out.reshape(T, B, D, H).transpose(0, 2, 1, 3)
-            finals = [st] if isinstance(st, Tensor) else list(st)
+        out, st = rec(xt, None if state is None else (state[0] if len(state) == 1 else state),
+                      lengths=lens)
+        ys = out.reshape(T, B, D, H).transpose(0, 2, 1, 3)  # (T, D, B, H)
+        finals = [st] if isinstance(st, Tensor) else list(st)
         if self.layout:
             ys = ys.transpose(2, 0, 1, 3)
             finals = [f.swapaxes(0, 1) for f in finals]
