@@ -77,6 +77,7 @@ if TYPE_CHECKING:  # for type checkers; at run time __getattr__ imports them on 
     from . import fused as fused
     from . import interop as interop
     from . import kernels as kernels
+    from . import onnx as onnx
     from . import registry as registry
     from . import tasks as tasks
     from . import testing as testing
@@ -87,8 +88,8 @@ cat = concatenate
 # after a bare ``import tinyseq`` without every ``import tinyseq`` paying for them (cell
 # and registry are loaded by the layers already; listed so the names are promised).
 _LAZY_SUBMODULES = (
-    "cell", "cli", "config", "diagnostics", "fused", "interop", "kernels", "registry", "tasks",
-    "testing",
+    "cell", "cli", "config", "diagnostics", "fused", "interop", "kernels", "onnx", "registry",
+    "tasks", "testing",
 )
 
 
