@@ -140,6 +140,14 @@ class MetricSums:
         for k, v in counts.items():
             self.sums[k] = self.sums.get(k, 0.0) + float(v)
 
+    @classmethod
+    def merged(cls, parts: Iterable[Mapping[str, float]]) -> MetricSums:
+        """The sums of several evaluations' counts (e.g. each process's shard), in order."""
+        out = cls()
+        for counts in parts:
+            out.add(counts)
+        return out
+
     def summary(self, bits: bool = False) -> dict[str, float]:
         s = self.sums
         out: dict[str, float] = {}

@@ -22,6 +22,19 @@ weights of an uninterrupted one bit for bit. A checkpoint also records the train
 data's batches per epoch and a fingerprint of its content; resumed on other data, the
 run goes on from the start of the next epoch, with a warning (the old position means
 nothing in other data).
+
+Data-parallel (``comm=`` a :class:`~tinyseq.distributed.Communicator` of N > 1 ranks,
+e.g. under ``mpiexec``): every rank holds the whole model and takes its rows of each
+global batch (:func:`tinyseq.data.batching.shard`); per step the gradients, weighted by
+each rank's number of predictions, go through one all-reduce of one flat buffer (with
+the loss, the counts and the stop flag), then clipping by the global norm and the
+optimizer step run on every rank on the same numbers, so the weights stay identical
+and the run is that of one process on the global batch (up to the order of floating
+sums: float64 agrees to ~1e-12). Validation is summed over the ranks' shards. Rank 0
+alone checks the run directory, writes checkpoints and metrics and shows progress; a
+checkpoint holds every rank's carried state (the global batch's rows), so it resumes
+on any number of ranks. Dropout draws from one generator per rank (rank 0's is the
+one-process generator), so with dropout a run on N ranks is not the one-process run.
 """
 
 from __future__ import annotations
@@ -45,7 +58,8 @@ import numpy.typing as npt
 from . import backend, optim
 from .checkpoint import load_checkpoint, save_checkpoint
 from .checks import check_int, check_number
-from .data.batching import Batch
+from .data.batching import Batch, shard, shard_rows
+from .distributed import Communicator, on_root
 from .metrics import MetricSums
 from .models import SequenceModel, build_model, detach_state
 from .tensor import Tensor, _wrap
@@ -172,21 +186,31 @@ class FitSummary:
     last_path: str | None = None
 
 
-def _state_arrays(state: Any) -> dict[str, Any]:
+def _state_parts(state: Any) -> list[Any]:
+    """The arrays of a carried state (a Tensor or a tuple of them), each (L*D, B, H)."""
     if state is None:
-        return {}
+        return []
     parts = (state,) if isinstance(state, Tensor) else tuple(state)
-    return {f"carried_state/{i}": p.data for i, p in enumerate(parts)}
+    return [p.data for p in parts]
 
 
-def _state_from(arrays: dict[str, Any], n: int, single: bool, dev: Any) -> Any:
+def _state_from(arrays: dict[str, Any], n: int, single: bool, dev: Any,
+                comm: Communicator | None = None) -> Any:
+    """The carried state of a checkpoint; with ``comm``: this rank's rows of it."""
     if n == 0:
         return None
-    parts = tuple(
-        _wrap(arrays[f"carried_state/{i}"] if dev.name == "cpu" else dev.xp.asarray(arrays[f"carried_state/{i}"]), dev)
-        for i in range(n)
-    )
-    return parts[0] if single else parts
+    parts = []
+    for i in range(n):
+        a = arrays[f"carried_state/{i}"]
+        if comm is not None and comm.size > 1:
+            a = np.ascontiguousarray(a[:, shard_rows(a.shape[1], comm.rank, comm.size)])
+        parts.append(_wrap(a if dev.name == "cpu" else dev.xp.asarray(a), dev))
+    return parts[0] if single else tuple(parts)
+
+
+def _rank_seed(seed: int, rank: int, step: int = 0) -> int:
+    """The seed of rank ``rank``'s own random numbers (dropout), apart from every other rank's."""
+    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
 
 
 class Trainer:
@@ -207,6 +231,9 @@ class Trainer:
     overwrite: let :meth:`fit` replace a run that ``out_dir`` already holds (its
     checkpoints as this run writes its own, and a fresh ``metrics.jsonl``); without it
     ``fit`` raises :class:`RunExistsError` unless it resumes a checkpoint of ``out_dir``.
+    comm: a :class:`~tinyseq.distributed.Communicator` for data-parallel training
+    (``tinyseq.distributed.get_comm()``; default: this process alone); the data sources
+    are the global ones, every rank is given the same.
     """
 
     def __init__(
@@ -234,6 +261,7 @@ class Trainer:
         log_every: int = 10,
         metadata: dict[str, Any] | None = None,
         overwrite: bool = False,
+        comm: Communicator | None = None,
     ) -> None:
         _check_args(
             {"epochs": epochs, "log_every": log_every, "max_steps": max_steps, "seed": seed,
@@ -274,8 +302,12 @@ class Trainer:
         self.log_every = log_every
         self.metadata = dict(metadata or {})
         self.overwrite = overwrite
+        self.comm = comm if comm is not None else Communicator()
+        self._root = self.comm.rank == 0
+        self._local_train = shard(train_data, self.comm.rank, self.comm.size)
+        self.seed = seed
         if seed is not None:
-            backend.manual_seed(seed)
+            backend.manual_seed(seed if self._root else _rank_seed(seed, self.comm.rank))
         # progress through training (all of it saved in checkpoints)
         self.step = 0
         self.epoch = 0
@@ -298,6 +330,9 @@ class Trainer:
         self._log_mode = "a"
         self._fingerprint: str | None = None
         self._saved_data: tuple[Any, Any] | None = None  # (batches per epoch, fingerprint) of a resume
+        self._flat: Any = None  # the all-reduce buffer, reused step after step
+        self._synced_elapsed = 0.0  # rank 0's clock, as the last all-reduce brought it
+        self._start_time = time.perf_counter()
 
     # ---- paths -----------------------------------------------------------------------
     @property
@@ -313,15 +348,13 @@ class Trainer:
         return os.path.join(self.out_dir, "metrics.jsonl") if self.out_dir else None
 
     # ---- checkpoints -------------------------------------------------------------------
-    def _trainer_state(self) -> dict[str, Any]:
-        carried = self.carried
-        n = 0 if carried is None else (1 if isinstance(carried, Tensor) else len(carried))
+    def _trainer_state(self, n: int, single: bool) -> dict[str, Any]:
         return {
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "elapsed": self.elapsed, "tokens": self.tokens, "best_value": self.best_value,
             "best_step": self.best_step, "bad_evals": self.bad_evals, "monitor": self.monitor,
             "last_valid_step": self.last_valid_step,
-            "carried_parts": n, "carried_single": isinstance(carried, Tensor),
+            "carried_parts": n, "carried_single": single,
             "batches_per_epoch": len(self.train_data), "data_fingerprint": self._data_fingerprint(),
         }
 
@@ -330,18 +363,46 @@ class Trainer:
             self._fingerprint = data_fingerprint(self.train_data)
         return self._fingerprint
 
+    def _carried_parts(self) -> tuple[list[Any], bool]:
+        """The carried state's arrays for a checkpoint, every rank's rows (in rank order)
+        on rank 0 (collective under MPI); and whether it is one array (not LSTM's pair)."""
+        single = isinstance(self.carried, Tensor)
+        parts = _state_parts(self.carried)
+        if self.comm.size == 1:
+            return parts, single
+        host = [backend.to_numpy(a) for a in parts]
+        gathered = self.comm.gather((host, single))
+        if gathered is None:
+            return [], single
+        held = [(p, one) for p, one in gathered if p]  # a rank without rows carries nothing
+        if not held:
+            return [], single
+        n = len(held[0][0])
+        return [np.concatenate([p[i] for p, _ in held], axis=1) for i in range(n)], held[0][1]
+
     def save(self, path: str) -> None:
-        """Write a checkpoint: weights, optimizer, RNG, position, carried state, metadata."""
+        """Write a checkpoint: weights, optimizer, RNG, position, carried state, metadata.
+
+        Under MPI every rank calls it (it gathers the ranks' carried states and random
+        generators) and rank 0 writes.
+        """
+        parts, single = self._carried_parts()
+        rngs = self.comm.gather(backend.get_rng_state())
+        self._written.add(os.path.abspath(path))
+        if not self._root:
+            self._stale = set()
+            return
         meta = dict(self.metadata)
         meta["model"] = {"kind": self.model.kind, "config": self.model.config}
-        meta["trainer"] = self._trainer_state()
+        meta["trainer"] = self._trainer_state(len(parts), single)
         meta["rng"] = backend.get_rng_state()
+        if self.comm.size > 1:
+            meta["rng_ranks"] = rngs
         if self.scheduler is not None:
             meta["scheduler"] = self.scheduler.state_dict()
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         save_checkpoint(path, self.model, self.optimizer, metadata=meta,
-                        extra_arrays=_state_arrays(self.carried))
-        self._written.add(os.path.abspath(path))
+                        extra_arrays={f"carried_state/{i}": a for i, a in enumerate(parts)})
         # an overwritten run's other checkpoints go now, so the directory never mixes two runs
         for old in sorted(self._stale - {os.path.abspath(path)}):
             if os.path.exists(old):
@@ -349,7 +410,10 @@ class Trainer:
         self._stale = set()
 
     def resume(self, path: str | os.PathLike[str]) -> None:
-        """Load a checkpoint written by :meth:`save` and continue from where it was."""
+        """Load a checkpoint written by :meth:`save` and continue from where it was.
+
+        Under MPI every rank loads the same file and takes its own rows of the carried state.
+        """
         ckpt = load_checkpoint(path, self.model, self.optimizer)
         t = ckpt.metadata.get("trainer")
         if t is None:
@@ -358,8 +422,15 @@ class Trainer:
         self.elapsed, self.tokens = t["elapsed"], t["tokens"]
         self.best_value, self.best_step, self.bad_evals = t["best_value"], t["best_step"], t["bad_evals"]
         self.last_valid_step = t.get("last_valid_step")
-        self.carried = _state_from(ckpt.arrays, t["carried_parts"], t["carried_single"], self.model.device)
-        backend.set_rng_state(ckpt.metadata["rng"])
+        self.carried = _state_from(ckpt.arrays, t["carried_parts"], t["carried_single"], self.model.device,
+                                   comm=self.comm)
+        rngs = ckpt.metadata.get("rng_ranks")
+        if self.comm.size > 1 and isinstance(rngs, list) and len(rngs) == self.comm.size:
+            backend.set_rng_state(rngs[self.comm.rank])
+        elif self._root:
+            backend.set_rng_state(ckpt.metadata["rng"])
+        else:  # saved by another number of ranks: a fresh stream of this rank's own
+            backend.manual_seed(_rank_seed(self.seed or 0, self.comm.rank, self.step))
         if self.scheduler is not None and "scheduler" in ckpt.metadata:
             self.scheduler.load_state_dict(ckpt.metadata["scheduler"])
         self._saved_data = (t.get("batches_per_epoch"), t.get("data_fingerprint"))
@@ -389,15 +460,17 @@ class Trainer:
                 self.scheduler.step()
         else:
             msg += f"training goes on from the start of epoch {self.epoch}"
-        warnings.warn(msg + "; the resumed run is not the exact continuation of the saved one",
-                      UserWarning, stacklevel=3)
+        if self._root:
+            warnings.warn(msg + "; the resumed run is not the exact continuation of the saved one",
+                          UserWarning, stacklevel=3)
 
     # ---- logging -------------------------------------------------------------------------
     def _log(self, record: dict[str, Any]) -> None:
         if self.log_path is None:
             return
-        with open(self.log_path, self._log_mode, encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        if self._root:  # the other ranks only note it was written, as rank 0 does
+            with open(self.log_path, self._log_mode, encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
         self._log_mode = "a"
         self._written.add(os.path.abspath(self.log_path))
 
@@ -409,6 +482,8 @@ class Trainer:
 
         progress: a bar on stderr (default: the trainer's ``progress``) for data of at
         least 10 batches; during :meth:`fit` it disappears when the evaluation ends.
+        Under MPI every rank calls it: each evaluates its rows of every batch, the counts
+        are summed over the ranks, and every rank returns the metrics of the whole data.
         """
         source = data if data is not None else self.valid_data
         if source is None:
@@ -416,7 +491,7 @@ class Trainer:
         _check_args({"max_batches": max_batches}, {})
         total = len(source) if max_batches is None else min(len(source), max_batches)
         bar = None
-        if (self.progress if progress is None else progress) and total >= _EVAL_BAR_MIN_BATCHES:
+        if (self.progress if progress is None else progress) and total >= _EVAL_BAR_MIN_BATCHES and self._root:
             tqdm = importlib.import_module("tqdm.auto").tqdm
             bar = tqdm(total=total, desc="evaluate", unit="batch", dynamic_ncols=True,
                        file=sys.stderr, leave=not self._fitting)
@@ -425,17 +500,20 @@ class Trainer:
         sums = MetricSums()
         state = None
         try:
-            for i, batch in enumerate(source.batches(0)):
+            for i, batch in enumerate(shard(source, self.comm.rank, self.comm.size).batches(0)):
                 if max_batches is not None and i >= max_batches:
                     break
-                counts, state = self.model.evaluate_batch(batch, state if source.carries_state else None)
-                sums.add(counts)
+                if len(batch):  # a rank's shard of a small batch may hold no rows
+                    counts, state = self.model.evaluate_batch(batch, state if source.carries_state else None)
+                    sums.add(counts)
                 if bar is not None:
                     bar.update(1)
         finally:
             self.model.train(was)
             if bar is not None:
                 bar.close()
+        if self.comm.size > 1:
+            sums = MetricSums.merged(self.comm.allgather(sums.sums))
         return sums.summary(bits=self.model.bits)
 
     def _improved(self, value: float) -> bool:
@@ -461,16 +539,23 @@ class Trainer:
         return metrics
 
     # ---- training ---------------------------------------------------------------------------
-    def _train_step(self, batch: Batch) -> tuple[float, float]:
+    def _train_step(self, batch: Batch) -> tuple[float, float, int]:
+        """One optimizer step on ``batch`` (this rank's shard); (loss, gradient norm, tokens)
+        of the global batch."""
         model = self.model
-        state = self.carried if self.train_data.carries_state else None
-        result = model.loss(batch, state)
-        loss_value = result.loss.item()
-        if not math.isfinite(loss_value):
-            self._nonfinite("loss", loss_value)
-        self.optimizer.zero_grad()
-        result.loss.backward()
         params = list(model.parameters())
+        result: Any = None
+        if self.comm.size == 1:
+            state = self.carried if self.train_data.carries_state else None
+            result = model.loss(batch, state)
+            loss_value = result.loss.item()
+            if not math.isfinite(loss_value):
+                self._nonfinite("loss", loss_value)
+            self.optimizer.zero_grad()
+            result.loss.backward()
+            tokens = batch.num_tokens
+        else:
+            result, loss_value, tokens = self._global_gradients(batch, params)
         if self.clip_norm is not None:
             norm = optim.clip_grad_norm_(params, self.clip_norm)
         else:
@@ -480,9 +565,77 @@ class Trainer:
         self.optimizer.step()
         if self.scheduler is not None and self.scheduler_interval == "step":
             self.scheduler.step()
-        if self.train_data.carries_state:
+        if self.train_data.carries_state and result is not None:
             self.carried = detach_state(result.state)
-        return loss_value, norm
+        return loss_value, norm, tokens
+
+    def _global_gradients(self, batch: Batch, params: list[Tensor]) -> tuple[Any, float, int]:
+        """The global batch's mean gradient in every rank's ``.grad``, through one
+        all-reduce; returns (this rank's StepResult or None, global loss, global tokens).
+
+        Each rank sends count * its mean gradient (count: its predictions), so the sum
+        over ranks divided by the summed counts is the mean over the global batch even
+        when shards hold different numbers of tokens (padding, masks). The buffer also
+        carries which parameters got a gradient, the loss, the stop flag and rank 0's
+        clock, so that every rank takes the same decisions.
+        """
+        self.optimizer.zero_grad()
+        result = None
+        count, local_loss = 0, 0.0
+        if len(batch):
+            state = self.carried if self.train_data.carries_state else None
+            result = self.model.loss(batch, state)
+            result.loss.backward()
+            count, local_loss = int(result.count), result.loss.item()
+        xp = self.model.device.xp
+        sizes = [int(p.data.size) for p in params]
+        total = sum(sizes)
+        dtype = np.result_type(*[p.data.dtype for p in params])
+        flat = xp.empty(total + len(params) + 5, dtype=dtype)  # fresh: .grad are views of it
+        offset = 0
+        for p, n in zip(params, sizes):
+            part = flat[offset: offset + n]
+            if p.grad is not None and count > 0:
+                xp.multiply(p.grad.data.reshape(-1), count, out=part)
+            else:
+                part[...] = 0
+            offset += n
+        has_grad = [float(p.grad is not None and count > 0) for p in params]
+        clock = time.perf_counter() - self._start_time if self._root else 0.0
+        flat[total:] = xp.asarray(has_grad + [local_loss * count, count, batch.num_tokens if len(batch) else 0,
+                                              float(self._stop_requested), clock], dtype=dtype)
+        self.comm.allreduce_(flat)
+        tail = backend.to_numpy(flat[total:]).astype(np.float64)
+        loss_sum, n_pred, tokens, stop, clock = (float(v) for v in tail[len(params):])
+        self._stop_requested = stop > 0
+        self._synced_elapsed = clock
+        loss_value = loss_sum / n_pred if n_pred > 0 else math.nan
+        if not math.isfinite(loss_value):
+            self._nonfinite("loss", loss_value)
+        offset = 0
+        for p, n, got in zip(params, sizes, tail[: len(params)]):
+            if got > 0:
+                g = flat[offset: offset + n].reshape(p.data.shape)
+                g /= n_pred
+                p.grad = _wrap(g if g.dtype == p.data.dtype else g.astype(p.data.dtype), p.device)
+            else:
+                p.grad = None
+            offset += n
+        return result, loss_value, int(round(tokens))
+
+    def _broadcast_weights(self) -> None:
+        """Every rank starts from rank 0's weights (whatever seed built each model)."""
+        params = list(self.model.parameters())
+        if self.comm.size == 1 or not params:
+            return
+        xp = self.model.device.xp
+        flat = xp.concatenate([p.data.reshape(-1).astype(np.float64) for p in params])
+        self.comm.broadcast_(flat)
+        offset = 0
+        for p in params:
+            n = int(p.data.size)
+            p.data[...] = flat[offset: offset + n].reshape(p.data.shape).astype(p.data.dtype)
+            offset += n
 
     def _nonfinite(self, what: str, value: float) -> None:
         # only a checkpoint this run wrote (or resumed from) is known to be good: the
@@ -527,8 +680,8 @@ class Trainer:
         """
         # a second fit() of this trainer continues its own run; resume() may have come first
         continues = resume if resume is not None else self._resumed_from
-        if not self._written:
-            check_out_dir(self.out_dir, continues, self.overwrite)
+        if not self._written:  # rank 0 looks, the others raise what it found
+            on_root(self.comm, lambda: check_out_dir(self.out_dir, continues, self.overwrite))
         per_epoch = len(self.train_data)
         if per_epoch == 0:
             raise ValueError("the training data has no batches")
@@ -541,8 +694,10 @@ class Trainer:
                 # replace the run there: a fresh log now, its checkpoints at this run's first save
                 self._log_mode = "w"
                 self._stale = {os.path.abspath(p) for p in (self.best_path, self.last_path)
-                               if p and os.path.exists(p)}
-            os.makedirs(self.out_dir, exist_ok=True)
+                               if p and os.path.exists(p) and self._root}
+            if self._root:
+                os.makedirs(self.out_dir, exist_ok=True)
+        self._broadcast_weights()
         self.model.train()
         self._log({"event": "start", "step": self.step, "epoch": self.epoch,
                    "parameters": self.model.num_parameters(), "model": self.model.kind})
@@ -553,6 +708,7 @@ class Trainer:
             old_handler = None
         bar = self._progress_bar(per_epoch)
         start_time = time.perf_counter() - self.elapsed
+        self._start_time = start_time
         window_tokens, window_start = 0, time.perf_counter()
         reason = self._done()
         last_valid: dict[str, float] = {}
@@ -560,15 +716,17 @@ class Trainer:
         try:
             while reason is None:
                 yielded = False
-                for batch in self.train_data.batches(self.epoch, self.batch_in_epoch):
+                for batch in self._local_train.batches(self.epoch, self.batch_in_epoch):
                     yielded = True
-                    loss_value, norm = self._train_step(batch)
+                    loss_value, norm, tokens = self._train_step(batch)
                     self.step += 1
                     self.batch_in_epoch += 1
-                    self.tokens += batch.num_tokens
-                    window_tokens += batch.num_tokens
+                    self.tokens += tokens
+                    window_tokens += tokens
                     self.history.append(loss_value)
-                    self.elapsed = time.perf_counter() - start_time
+                    # under MPI rank 0's clock (it came with the all-reduce): one decision on max_time
+                    self.elapsed = (time.perf_counter() - start_time if self.comm.size == 1
+                                    else self._synced_elapsed)
                     if self.step % self.log_every == 0:
                         now = time.perf_counter()
                         tps = window_tokens / max(now - window_start, 1e-9)
@@ -629,7 +787,7 @@ class Trainer:
 
     def _progress_bar(self, per_epoch: int) -> Any:
         self._bar_in_seconds = False
-        if not self.progress:
+        if not self.progress or not self._root:
             return None
         tqdm = importlib.import_module("tqdm.auto").tqdm
         total = self.epochs * per_epoch

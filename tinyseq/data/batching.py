@@ -1,6 +1,11 @@
 """Batches: padding with masks, bucketing by length, seeded shuffling, and id streams
 cut into consecutive windows for truncated backpropagation through time.
 
+Data-parallel training takes a *shard* of every batch: ``data.shard(rank, size)`` (or
+:func:`shard` for any data source) yields rows ``shard_rows(B, rank, size)`` of each
+global batch of B rows, so the global batches are those of one process whatever the
+number of processes.
+
 Arrays in a :class:`Batch` are host NumPy arrays, batch first; models move them to
 their device and lay them out time-major for the recurrent layer.
 """
@@ -16,7 +21,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Batch", "pad_sequences", "lengths_to_mask", "SequenceDataset", "StreamDataset"]
+__all__ = ["Batch", "pad_sequences", "lengths_to_mask", "SequenceDataset", "StreamDataset",
+           "shard_rows", "shard", "ShardedSource"]
 
 Arr = npt.NDArray[Any]
 
@@ -96,6 +102,13 @@ class Batch:
         if self.y_lengths is None:
             return None
         return lengths_to_mask(self.y_lengths, self.y.shape[1])
+
+    def rows(self, index: slice) -> Batch:
+        """The batch of rows ``index`` (views of this batch's arrays)."""
+        def part(a: Arr | None) -> Arr | None:
+            return None if a is None else a[index]
+        return Batch(x=self.x[index], y=self.y[index], x_lengths=part(self.x_lengths),
+                     y_lengths=part(self.y_lengths))
 
     @property
     def num_tokens(self) -> int:
@@ -187,11 +200,17 @@ class SequenceDataset:
         for ids in self._order(epoch)[start:]:
             yield self.collate(ids)
 
+    def shard(self, rank: int, size: int) -> ShardedSource:
+        """Rank ``rank`` of ``size``'s part of every batch (padded to its own longest example)."""
+        return _SequenceShard(self, rank, size)
+
     def __iter__(self) -> Iterator[Batch]:
         return self.batches(0)
 
     def collate(self, ids: Any) -> Batch:
-        """The batch of examples ``ids``."""
+        """The batch of examples ``ids`` (none: a batch of 0 rows)."""
+        if len(ids) == 0:
+            return self.collate(np.arange(1)).rows(slice(0, 0))  # dtypes and step shapes kept
         xs = [self.xs[i] for i in ids]
         ys = [self.ys[i] for i in ids]
         x_len = y_len = None
@@ -244,6 +263,10 @@ class StreamDataset:
         return _fingerprint([self.inputs, self.targets[:, -1:]],
                             (type(self).__name__, self.batch_size, self.seq_len))
 
+    def shard(self, rank: int, size: int) -> ShardedSource:
+        """Rank ``rank`` of ``size``'s rows of every window: its own streams, whose state it carries."""
+        return ShardedSource(self, rank, size)
+
     def batches(self, epoch: int = 0, start: int = 0) -> Iterator[Batch]:
         """Consecutive windows (B, <=T) of the parallel streams, from window ``start``."""
         del epoch  # the order is fixed: the carried state needs consecutive windows
@@ -254,3 +277,57 @@ class StreamDataset:
 
     def __iter__(self) -> Iterator[Batch]:
         return self.batches(0)
+
+
+# ---- shards for data-parallel training ------------------------------------------------
+def shard_rows(n: int, rank: int, size: int) -> slice:
+    """Rows of a batch of ``n`` rows that rank ``rank`` of ``size`` takes: contiguous,
+    ``[rank*n/size, (rank+1)*n/size)`` rounded down (``n/size`` each when it divides)."""
+    if not 0 <= rank < size:
+        raise ValueError(f"shard: rank must be in [0, {size}), got {rank}")
+    return slice(rank * n // size, (rank + 1) * n // size)
+
+
+class ShardedSource:
+    """Rank ``rank`` of ``size``'s rows of every batch of ``data`` (any data source).
+
+    Same length, order, ``carries_state`` and fingerprint as ``data``: a checkpoint
+    speaks of the global batches. A shard can be empty (a batch of 0 rows) when a batch
+    has fewer rows than there are ranks.
+    """
+
+    def __init__(self, data: Any, rank: int, size: int) -> None:
+        shard_rows(1, rank, size)  # the range check
+        self.data = data
+        self.rank = rank
+        self.size = size
+        self.carries_state = bool(getattr(data, "carries_state", False))
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def fingerprint(self) -> str | None:
+        own = getattr(self.data, "fingerprint", None)
+        return str(own()) if callable(own) else None
+
+    def batches(self, epoch: int = 0, start: int = 0) -> Iterator[Batch]:
+        for batch in self.data.batches(epoch, start):
+            yield batch.rows(shard_rows(len(batch), self.rank, self.size))
+
+
+class _SequenceShard(ShardedSource):
+    """A SequenceDataset's shard that collates only its own examples."""
+
+    data: SequenceDataset
+
+    def batches(self, epoch: int = 0, start: int = 0) -> Iterator[Batch]:
+        for ids in self.data._order(epoch)[start:]:
+            yield self.data.collate(ids[shard_rows(len(ids), self.rank, self.size)])
+
+
+def shard(data: Any, rank: int, size: int) -> Any:
+    """``data``'s shard for rank ``rank`` of ``size`` (``data`` itself for one process)."""
+    if size == 1:
+        return data
+    own = getattr(data, "shard", None)
+    return own(rank, size) if callable(own) else ShardedSource(data, rank, size)
