@@ -27,6 +27,15 @@ STEPS, SPLIT = 8, 4  # the split run stops at SPLIT (mid-epoch) and resumes to S
 SCENARIOS = (("lm", "float64"), ("classify", "float64"), ("lm", "float32"), ("tag", "float64"))
 
 
+@pytest.fixture(autouse=True)
+def _default_dtype() -> Any:
+    import tinyseq as ts
+
+    saved = ts.get_default_dtype()
+    yield
+    ts.set_default_dtype(saved)
+
+
 def build(kind: str, dtype: str) -> tuple[Any, Any, Any]:
     """(model, global train data, global valid data) of a scenario, the same on every rank."""
     import tinyseq as ts
@@ -177,6 +186,51 @@ def test_a_two_rank_checkpoint_resumes_in_one_process(two_ranks: Path, tmp_path:
     for name, value in ref["weights"].items():
         np.testing.assert_allclose(np.asarray(model.state_dict()[name]), value, rtol=1e-10,
                                    atol=1e-10, err_msg=name)
+
+
+def _tail(path: Path) -> Any:
+    return [json.loads(line) for line in path.read_text().splitlines()
+            if json.loads(line)["event"] == "valid"][-1]
+
+
+def test_mpiexec_tinyseq_train_is_the_one_process_run(tmp_path: Path) -> None:
+    from tinyseq.cli import main
+
+    train = [sys.executable, "-m", "tinyseq.cli", "train", "--quick", "--no-progress", "--seed", "3"]
+    proc = _launch([*train, "--max-steps", "4", "--out", str(tmp_path / "run")], timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("stopped after 4 steps") == 1, proc.stdout  # rank 0 alone reports
+    assert "data-parallel on 2 processes, 4 sequences each per batch of 8" in proc.stdout
+    log = (tmp_path / "run" / "metrics.jsonl").read_text()
+    assert log.count('"start"') == 1
+    assert main(["train", "--quick", "--no-progress", "--seed", "3", "--max-steps", "4",
+                 "--out", str(tmp_path / "one")]) == 0
+    mine, theirs = _tail(tmp_path / "run" / "metrics.jsonl"), _tail(tmp_path / "one" / "metrics.jsonl")
+    np.testing.assert_allclose(mine["loss"], theirs["loss"], rtol=1e-5)
+
+    # rank 0 refuses to replace the run, once, and no rank writes
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    again = _launch([*train, "--max-steps", "4", "--out", str(tmp_path / "run")], timeout=60)
+    assert again.returncode == 1, again.stderr[-3000:]
+    assert again.stderr.count("already holds a run") == 1, again.stderr
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+
+    # --resume: every rank loads the checkpoint, the run goes on to step 6
+    more = _launch([*train, "--max-steps", "6", "--resume", str(tmp_path / "run" / "last.npz")], timeout=60)
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert more.stdout.count("stopped after 6 steps") == 1, more.stdout
+    assert _tail(tmp_path / "run" / "metrics.jsonl")["step"] == 6
+
+
+def test_a_global_batch_that_does_not_divide_is_refused(tmp_path: Path) -> None:
+    start = time.monotonic()
+    proc = _launch([sys.executable, "-m", "tinyseq.cli", "train", "--quick", "--no-progress",
+                    "--batch-size", "5", "--out", str(tmp_path / "run")], timeout=60)
+    assert proc.returncode != 0
+    assert time.monotonic() - start < 30
+    assert "--batch-size 5 is the global batch and must divide by the 2 processes" in proc.stderr
+    assert "--batch-size 4 or 6" in proc.stderr
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("how", ["raise", "kill"])

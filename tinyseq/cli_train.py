@@ -91,6 +91,10 @@ def add_commands(sub: Any) -> None:
                    help="continue a run from its last.npz (in its directory unless --out is given)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run that --out already holds (without it: refuse)")
+    p.add_argument("--distributed", action=argparse.BooleanOptionalAction, default=None,
+                   help="data-parallel over the processes of `mpiexec -n N` (default: on when "
+                   "started by mpiexec/mpirun/srun with N > 1; needs tinyseq[mpi]); "
+                   "--batch-size is then the global batch, split over the N processes")
     _add_config_flags(p)
     p.set_defaults(func=_friendly(cmd_train))
 
@@ -146,14 +150,40 @@ def _flag_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train; under mpiexec (or --distributed) on every process, rank 0 alone reporting.
+
+    With several processes an error met by one of them ends them all (MPI abort, the
+    message prefixed by its rank); errors every rank meets together (a run directory in
+    the way, a NaN loss) are reported once by rank 0 and exit with status 1.
+    """
+    from .distributed import get_comm
+
+    try:
+        comm = get_comm(getattr(args, "distributed", None))
+    except ImportError as err:  # --distributed without mpi4py
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if comm.size == 1:
+        return _train(args, comm)
+    try:
+        return _train(args, comm)
+    except Exception as err:  # one rank's: the others would wait for it forever
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        comm.abort(f"error: {msg}")
+
+
+def _train(args: argparse.Namespace, comm: Any) -> int:
     import warnings
 
     from . import backend
     from .checkpoint import load_checkpoint
     from .config import TASK_DEFAULTS, load_toml, make_config
+    from .distributed import on_root
     from .tasks import build_task, vocabs_from_metadata
     from .trainer import RunExistsError, Trainer, TrainingError, check_out_dir
 
+    root = comm.rank == 0
+    say = print if root else (lambda *a, **k: None)
     t_start = time.perf_counter()
     toml_values = load_toml(args.config) if args.config else {}
     flags = _flag_values(args)
@@ -178,18 +208,29 @@ def cmd_train(args: argparse.Namespace) -> int:
                 raise FileNotFoundError(
                     f"{args.resume} was trained on --{key} {path}, which is not found from "
                     f"{os.getcwd()}; give its place with --{key} FILE")
-    try:
-        check_out_dir(cfg.out, args.resume, args.overwrite, flags=True)
+    if comm.size > 1:
+        batch = cfg.batch_size or 32
+        if batch % comm.size:
+            lower, upper = batch // comm.size * comm.size, (batch // comm.size + 1) * comm.size
+            raise ValueError(
+                f"--batch-size {batch} is the global batch and must divide by the {comm.size} "
+                f"processes (each takes an equal share); give e.g. --batch-size "
+                f"{lower or upper} or {upper}")
+    try:  # rank 0 alone looks at the directory; every rank gets its answer
+        on_root(comm, lambda: check_out_dir(cfg.out, args.resume, args.overwrite, flags=True))
     except RunExistsError as err:
-        print(f"error: {err}", file=sys.stderr)
+        say(f"error: {err}", file=sys.stderr)
         return 1
     if cfg.threads is not None:
         _limit_threads(cfg.threads, asked="threads" in flags or "threads" in toml_values)
     backend.manual_seed(cfg.seed)
     backend.set_default_device(cfg.device)
     task = build_task(cfg, vocabs)
-    print(task.description)
-    print(f"model: {task.model.kind}, {task.model.num_parameters():,} parameters, cell {cfg.cell}")
+    say(task.description)
+    say(f"model: {task.model.kind}, {task.model.num_parameters():,} parameters, cell {cfg.cell}")
+    if comm.size > 1:
+        say(f"data-parallel on {comm.size} processes, {(cfg.batch_size or 32) // comm.size} "
+            f"sequences each per batch of {cfg.batch_size or 32}")
     metadata = task.metadata
     stored_cfg = cfg.to_dict()
     for key in ("train", "valid", "out"):  # absolute, so that a resume works from any directory
@@ -202,7 +243,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         max_steps=cfg.max_steps, max_time=cfg.max_time, eval_every=cfg.eval_every,
         checkpoint_every=cfg.checkpoint_every, out_dir=cfg.out, monitor=cfg.monitor,
         patience=cfg.patience, seed=cfg.seed, progress=cfg.progress, metadata=metadata,
-        overwrite=args.overwrite,
+        overwrite=args.overwrite, comm=comm,
     )
 
     def show(message: Warning | str, *_: Any, **__: Any) -> None:
@@ -213,9 +254,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             warnings.simplefilter("always", UserWarning)
             warnings.showwarning = show
             summary = trainer.fit(resume=args.resume)
-    except (TrainingError, RunExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (TrainingError, RunExistsError) as err:  # met by every rank at the same step
+        say(f"error: {err}", file=sys.stderr)
         return 1
+    if not root:  # samples, plots and the summary are rank 0's
+        return 130 if summary.stop_reason == "interrupted" else 0
     print(f"stopped after {summary.steps} steps ({summary.stop_reason}), "
           f"{summary.elapsed:.0f} s of training")
     if summary.stop_reason == "interrupted":
