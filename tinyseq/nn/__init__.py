@@ -1,6 +1,10 @@
-"""Layers: Module, Parameter, Linear, Embedding, Dropout, Sequential, losses, recurrent layers."""
+"""Layers: Module, Parameter, Linear, Embedding, Dropout, Sequential, losses, recurrent layers,
+attention."""
 
 from . import init
+from .char_features import CharFeatures
+from .crf import CRF
+from .attention import Attention
 from .dropout import Dropout
 from .embedding import Embedding
 from .linear import Linear
@@ -25,4 +29,5 @@ __all__ = [
     "WordVectors",
     "load_word_vectors",
     "Recurrent",
+    "Attention",
 ]
