@@ -47,7 +47,7 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
@@ -569,7 +569,7 @@ class Trainer:
             self.carried = detach_state(result.state)
         return loss_value, norm, tokens
 
-    def _global_gradients(self, batch: Batch, params: list[Tensor]) -> tuple[Any, float, int]:
+    def _global_gradients(self, batch: Batch, params: Sequence[Tensor]) -> tuple[Any, float, int]:
         """The global batch's mean gradient in every rank's ``.grad``, through one
         all-reduce; returns (this rank's StepResult or None, global loss, global tokens).
 
