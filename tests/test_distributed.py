@@ -37,7 +37,8 @@ def _default_dtype() -> Any:
 
 
 def build(kind: str, dtype: str) -> tuple[Any, Any, Any]:
-    """(model, global train data, global valid data) of a scenario, the same on every rank."""
+    """(model, global train data, global valid data) of a scenario, the same on every rank
+    (on the default device)."""
     import tinyseq as ts
     from tinyseq.data import SequenceDataset, StreamDataset, Vocab
     from tinyseq.models import LanguageModel, SequenceClassifier, SequenceTagger
@@ -73,6 +74,12 @@ def trainer(model: Any, train: Any, valid: Any, where: Path, steps: int, comm: A
                    comm=comm)
 
 
+def _host(value: Any) -> Any:
+    from tinyseq import backend
+
+    return backend.to_numpy(value)
+
+
 def run(kind: str, dtype: str, out: Path, comm: Any = None) -> dict[str, Any]:
     """An uninterrupted run of STEPS, and one stopped at SPLIT and resumed to STEPS."""
     full = trainer(*build(kind, dtype), out / "full", STEPS, comm)
@@ -84,8 +91,8 @@ def run(kind: str, dtype: str, out: Path, comm: Any = None) -> dict[str, Any]:
     second.fit(resume=out / "split" / "last.npz")
     return {"history": full.history, "valid": full.valid_history,
             "resumed_history": second.history,
-            "weights": {k: np.asarray(v) for k, v in full.model.state_dict().items()},
-            "resumed_weights": {k: np.asarray(v) for k, v in model.state_dict().items()}}
+            "weights": {k: _host(v) for k, v in full.model.state_dict().items()},
+            "resumed_weights": {k: _host(v) for k, v in model.state_dict().items()}}
 
 
 def worker(out: Path) -> None:
@@ -106,6 +113,24 @@ def worker(out: Path) -> None:
             (where / "result.json").write_text(json.dumps(keep))
 
 
+def gpu_worker(out: Path) -> None:
+    """Every rank on its GPU (or all on one, NCCL off): a device buffer's sum, then training."""
+    import tinyseq as ts
+    from tinyseq import backend
+    from tinyseq.distributed import get_comm, use_local_gpu
+
+    comm = get_comm()
+    use_local_gpu()
+    ts.set_default_device("cuda")
+    xp = backend.get_device("cuda").xp
+    buf = comm.allreduce_(xp.full(5, comm.rank + 1.0, dtype=xp.float32))
+    assert float(buf.sum()) == 5 * (1 + 2), buf
+    res = run("lm", "float32", out, comm)
+    if comm.rank == 0:
+        (out / "result.json").write_text(json.dumps({"history": res["history"]}))
+    np.savez(out / f"weights{comm.rank}.npz", **res["weights"])
+
+
 def crash(out: Path, how: str) -> None:
     """Rank 1 fails (an exception, or SIGKILL) while rank 0 waits in an all-reduce."""
     import signal
@@ -123,6 +148,39 @@ def crash(out: Path, how: str) -> None:
 
 
 # ---- the tests ---------------------------------------------------------------------------
+def test_under_mpiexec_reads_the_launchers_variables() -> None:
+    from tinyseq.distributed import Communicator, get_comm, under_mpiexec
+
+    assert under_mpiexec({"PMI_SIZE": "2", "PMI_RANK": "1"})  # MPICH's Hydra, Intel MPI
+    assert under_mpiexec({"OMPI_COMM_WORLD_SIZE": "4"})  # Open MPI
+    assert not under_mpiexec({"PMI_SIZE": "1"})  # mpiexec -n 1 is one process
+    assert not under_mpiexec({"SLURM_NTASKS": "4"})  # set for non-MPI job steps too
+    comm = get_comm(False)
+    assert type(comm) is Communicator and (comm.rank, comm.size) == (0, 1)
+    buf = np.arange(3.0)
+    assert comm.allreduce_(buf) is buf and comm.gather(5) == [5]
+
+
+def test_shards_split_every_global_batch_in_rank_order() -> None:
+    from tinyseq.data import SequenceDataset, StreamDataset
+    from tinyseq.data.batching import shard, shard_rows
+
+    assert [shard_rows(5, r, 2) for r in range(2)] == [slice(0, 2), slice(2, 5)]
+    xs = [np.full(n, n) for n in (3, 1, 4, 1, 5, 9, 2)]
+    data = SequenceDataset(xs, list(range(7)), 4, seed=2)
+    parts = [shard(data, r, 2) for r in range(2)]
+    assert all(len(p) == len(data) and p.fingerprint() == data.fingerprint() for p in parts)
+    for whole, *mine in zip(data.batches(1), *(p.batches(1) for p in parts)):
+        assert np.concatenate([m.y for m in mine]).tolist() == whole.y.tolist()
+        # each shard is padded to its own longest example only
+        assert all(m.x.shape[1] == m.x_lengths.max() for m in mine)
+    stream = StreamDataset(np.arange(100), 4, 7)
+    one = list(shard(stream, 1, 2).batches(0, 2))
+    assert np.array_equal(one[0].x, next(stream.batches(0, 2)).x[2:4])
+    with pytest.raises(ValueError, match=r"rank must be in \[0, 2\), got 2"):
+        shard(data, 2, 2)
+
+
 def _mpiexec() -> str:
     pytest.importorskip("mpi4py")
     exe = shutil.which("mpiexec")
@@ -233,6 +291,27 @@ def test_a_global_batch_that_does_not_divide_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.gpu
+def test_two_ranks_on_gpus_equal_one_process(tmp_path: Path) -> None:
+    import tinyseq as ts
+
+    cupy = pytest.importorskip("cupy")
+    env = {} if cupy.cuda.runtime.getDeviceCount() >= 2 else {"TINYSEQ_NCCL": "0"}
+    proc = _launch([sys.executable, str(HERE), "gpu", str(tmp_path / "mpi")], timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ts.set_default_device("cuda")
+    try:
+        ref = run("lm", "float32", tmp_path / "one")
+    finally:
+        ts.set_default_device("cpu")
+    got = json.loads((tmp_path / "mpi" / "result.json").read_text())
+    np.testing.assert_allclose(got["history"], ref["history"], rtol=1e-5, atol=1e-5)
+    rank0, rank1 = np.load(tmp_path / "mpi" / "weights0.npz"), np.load(tmp_path / "mpi" / "weights1.npz")
+    for name, value in ref["weights"].items():
+        assert np.array_equal(rank0[name], rank1[name]), name
+        np.testing.assert_allclose(rank0[name], value, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("how", ["raise", "kill"])
 def test_a_failing_rank_ends_the_job_with_a_message(tmp_path: Path, how: str) -> None:
     start = time.monotonic()
@@ -262,5 +341,8 @@ def test_tinyseq_train_alone_never_imports_mpi4py(tmp_path: Path) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "worker":
         worker(Path(sys.argv[2]))
+    elif sys.argv[1] == "gpu":
+        Path(sys.argv[2]).mkdir(parents=True, exist_ok=True)
+        gpu_worker(Path(sys.argv[2]))
     else:
         crash(Path(sys.argv[2]), sys.argv[3])

@@ -224,6 +224,10 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
     if cfg.threads is not None:
         _limit_threads(cfg.threads, asked="threads" in flags or "threads" in toml_values)
     backend.manual_seed(cfg.seed)
+    if comm.size > 1 and backend.get_device(cfg.device).name == "cuda":
+        from .distributed import use_local_gpu
+
+        use_local_gpu()  # one GPU per rank of this machine, before anything is on one
     backend.set_default_device(cfg.device)
     task = build_task(cfg, vocabs)
     say(task.description)

@@ -13,9 +13,11 @@ next collective (a rank killed by a signal is ended by the launcher: mpich's mpi
 stops the job).
 
 Device arrays (CuPy) are summed with NCCL (``cupy.cuda.nccl``, reached through
-:mod:`tinyseq.backend`) when it is there, else through CUDA-aware MPI when the
-environment says ``TINYSEQ_CUDA_AWARE_MPI=1``, else staged through host memory. That
-path is written for GPUs but was not run on GPU hardware: the ``gpu`` tests check it.
+:mod:`tinyseq.backend`'s array module) when it is there and not turned off with
+``TINYSEQ_NCCL=0`` (NCCL wants one GPU per rank), else through CUDA-aware MPI when the
+environment says ``TINYSEQ_CUDA_AWARE_MPI=1``, else staged through host memory;
+:func:`use_local_gpu` gives each rank of a machine its own GPU. That path is written
+for GPUs but has not been run on GPU hardware yet: the ``gpu`` tests check it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 from . import backend
 
 __all__ = ["Communicator", "MPICommunicator", "get_comm", "under_mpiexec", "on_root",
-           "LAUNCHER_SIZE_VARIABLES"]
+           "local_rank", "use_local_gpu", "LAUNCHER_SIZE_VARIABLES"]
 
 T = TypeVar("T")
 
@@ -129,7 +131,7 @@ class MPICommunicator(Communicator):
 
     def _nccl_comm(self) -> Any:
         """A NCCL communicator over the ranks (one GPU each), built once; None without NCCL."""
-        if self._nccl is False:
+        if self._nccl is False or os.environ.get("TINYSEQ_NCCL") == "0":
             return None
         if self._nccl is None:
             try:
@@ -176,6 +178,30 @@ def _abort_on_error(comm: MPICommunicator) -> None:
         comm.abort(f"{kind.__name__}: {value} (ending all {comm.size} processes)")
 
     sys.excepthook = hook
+
+
+# the rank among the processes of this machine: MPICH's Hydra, Open MPI, Slurm
+_LOCAL_RANK_VARIABLES = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID")
+
+
+def local_rank(environ: Mapping[str, str] | None = None) -> int:
+    """This process's rank among the ranks on its machine (0 when no launcher says)."""
+    env = os.environ if environ is None else environ
+    for name in _LOCAL_RANK_VARIABLES:
+        if env.get(name, "").isdigit():
+            return int(env[name])
+    return 0
+
+
+def use_local_gpu() -> int:
+    """Make GPU ``local_rank() % count`` the current one (one GPU per rank); returns it.
+
+    Call it before anything is allocated on the GPU.
+    """
+    cupy = backend.get_device("cuda").xp
+    index = local_rank() % max(1, int(cupy.cuda.runtime.getDeviceCount()))
+    cupy.cuda.Device(index).use()
+    return index
 
 
 _COMM: Communicator | None = None
