@@ -28,6 +28,7 @@ from .backend import (
 )
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .creation import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
+from .ctc import ctc_loss
 from .functional import dropout, embedding, log_softmax, logsumexp, softmax
 from .hookspecs import hookimpl
 from .losses import binary_cross_entropy_with_logits, cross_entropy, mse_loss
@@ -174,6 +175,7 @@ __all__ = [
     "cross_entropy",
     "binary_cross_entropy_with_logits",
     "mse_loss",
+    "ctc_loss",
     "save_checkpoint",
     "load_checkpoint",
     "save_weights",

@@ -1,4 +1,5 @@
-"""Decoding from a step function: greedy, temperature/top-k sampling, beam search.
+"""Decoding from a step function: greedy, temperature/top-k sampling, beam search;
+and decoding of per-frame CTC outputs: greedy and prefix beam search.
 
 Every model that generates (language model, one-to-many, encoder-decoder) exposes the
 same small interface, so the algorithms here know nothing about cells or layers:
@@ -8,6 +9,9 @@ same small interface, so the algorithms here know nothing about cells or layers:
         state: anything the model carries (e.g. recurrent state tensors).
     reorder(state, index) -> state
         the state of the K' hypotheses picked by ``index`` (K',) (beam search only).
+
+The CTC decoders read one example's per-frame log-probabilities (T, C) instead: a
+labelling is an alignment with repeats collapsed and blanks dropped.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["StepFn", "ReorderFn", "greedy", "sample", "beam_search", "Hypothesis", "log_softmax_np"]
+__all__ = ["StepFn", "ReorderFn", "greedy", "sample", "beam_search", "Hypothesis", "log_softmax_np",
+           "ctc_collapse", "ctc_greedy_decode", "ctc_prefix_beam_search"]
 
 Arr = npt.NDArray[Any]
 StepFn = Callable[[Arr, Any], tuple[Arr, Any]]
@@ -180,3 +185,82 @@ def beam_search(
             finished.append(Hypothesis(list(s), float(lp), norm(float(lp), len(s))))
     finished.sort(key=lambda h: -h.score)
     return finished[:beam_width]
+
+
+# ---- CTC: per-frame outputs (T, C) to a labelling ------------------------------------------
+def ctc_collapse(path: Any, blank: int = 0) -> list[int]:
+    """The labelling of one alignment (T,): repeats merged, then blanks dropped."""
+    out: list[int] = []
+    prev = None
+    for c in np.asarray(path).tolist():
+        if c != prev and c != blank:
+            out.append(int(c))
+        prev = c
+    return out
+
+
+def ctc_greedy_decode(log_probs: Any, blank: int = 0) -> list[int]:
+    """Best path decoding: the most likely class of each frame (T, C), collapsed.
+
+    This is the labelling of the single most likely alignment, which is not always the
+    most likely labelling (:func:`ctc_prefix_beam_search` sums over alignments).
+    """
+    lp = np.asarray(log_probs)
+    if lp.ndim != 2:
+        raise ValueError(f"ctc_greedy_decode: expected one example's log-probabilities (T, C), "
+                         f"got shape {lp.shape}")
+    return ctc_collapse(lp.argmax(axis=-1), blank)
+
+
+def _add_mass(table: dict[tuple[int, ...], list[float]], prefix: tuple[int, ...], which: int,
+              value: float) -> None:
+    """table[prefix][which] += exp(value), in log space (which: 0 blank-ended, 1 not)."""
+    slot = table.setdefault(prefix, [-np.inf, -np.inf])
+    slot[which] = float(np.logaddexp(slot[which], value))
+
+
+def ctc_prefix_beam_search(
+    log_probs: Any, beam_width: int = 8, blank: int = 0
+) -> list[Hypothesis]:
+    """Prefix beam search (Hannun et al. 2014) over one example's frames (T, C).
+
+    Each kept prefix carries the log-probability of all alignments of the frames so far
+    that collapse to it, split by whether they end in a blank (the next label may
+    repeat the last one) or not (a repeat merges into it). The ``beam_width`` most
+    likely prefixes survive each frame; with a beam as wide as the number of prefixes
+    the result is exact. Returns up to ``beam_width`` hypotheses, best first, each with
+    ``log_prob`` = ``score`` = log p(labelling | frames) (of the kept alignments).
+    """
+    if beam_width < 1:
+        raise ValueError(f"beam_width must be at least 1, got {beam_width}")
+    lp = np.asarray(log_probs, dtype=np.float64)
+    if lp.ndim != 2:
+        raise ValueError(f"ctc_prefix_beam_search: expected one example's log-probabilities "
+                         f"(T, C), got shape {lp.shape}")
+    n_classes = lp.shape[1]
+    if not 0 <= blank < n_classes:
+        raise ValueError(f"blank must be a class index in [0, {n_classes - 1}], got {blank}")
+    neg = -np.inf
+    # prefix -> (log p ending in blank, log p ending in its last label)
+    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, neg)}
+    for frame in lp:
+        nxt: dict[tuple[int, ...], list[float]] = {}
+        for prefix, (p_b, p_nb) in beams.items():
+            total = float(np.logaddexp(p_b, p_nb))
+            _add_mass(nxt, prefix, 0, total + frame[blank])
+            last = prefix[-1] if prefix else None
+            for c in range(n_classes):
+                if c == blank:
+                    continue
+                y = float(frame[c])
+                if c == last:
+                    _add_mass(nxt, prefix, 1, p_nb + y)  # the repeat merges into the last label
+                    _add_mass(nxt, prefix + (c,), 1, p_b + y)  # a blank between: a new label
+                else:
+                    _add_mass(nxt, prefix + (c,), 1, total + y)
+        ranked = sorted(nxt.items(), key=lambda kv: -float(np.logaddexp(*kv[1])))
+        beams = {k: (v[0], v[1]) for k, v in ranked[:beam_width]}
+    out = [Hypothesis(list(k), float(np.logaddexp(*v)), float(np.logaddexp(*v)))
+           for k, v in beams.items()]
+    out.sort(key=lambda h: -h.score)
+    return out

@@ -1,4 +1,5 @@
-"""Metrics for sequence models: accuracy, perplexity, bits per token, BIO F1, exact match.
+"""Metrics for sequence models: accuracy, perplexity, bits per token, BIO F1, exact match,
+edit distance and character/token error rate.
 
 Evaluation over many batches accumulates additive counts (a :class:`MetricSums`) and
 turns them into metrics at the end, so batch sizes never bias an average.
@@ -23,6 +24,9 @@ __all__ = [
     "entity_f1",
     "token_f1",
     "exact_match",
+    "edit_distance",
+    "error_counts",
+    "error_rate",
     "MetricSums",
 ]
 
@@ -125,12 +129,45 @@ def exact_match(pred: Iterable[Sequence[Any]], gold: Iterable[Sequence[Any]]) ->
     return sum(list(p) == list(g) for p, g in pairs) / len(pairs)
 
 
+def edit_distance(pred: Sequence[Any], gold: Sequence[Any]) -> int:
+    """Levenshtein distance: the fewest substitutions, insertions and deletions that
+    turn ``pred`` into ``gold``."""
+    a, b = list(pred), list(gold)
+    row = list(range(len(b) + 1))  # distances from a[:0] to each b[:j]
+    for i, x in enumerate(a, 1):
+        diag, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            diag, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diag + (x != y))
+    return row[-1]
+
+
+def error_counts(
+    pred: Iterable[Sequence[Any]], gold: Iterable[Sequence[Any]]
+) -> tuple[int, int]:
+    """(summed edit distance, summed reference length) over pairs of sequences."""
+    edits = ref = 0
+    for p, g in zip(pred, gold):
+        edits += edit_distance(p, g)
+        ref += len(g)
+    return edits, ref
+
+
+def error_rate(pred: Iterable[Sequence[Any]], gold: Iterable[Sequence[Any]]) -> float:
+    """Character/token (or word) error rate: edits per reference token (can exceed 1).
+
+    Over a corpus, the summed edits over the summed reference lengths (0 for no tokens).
+    """
+    edits, ref = error_counts(pred, gold)
+    return edits / ref if ref else 0.0
+
+
 class MetricSums:
     """Additive evaluation counts, summarised into metrics at the end.
 
     Keys used: ``loss_sum`` and ``count`` (summed loss and number of predictions),
     ``correct``, ``entity_tp/fp/fn``, ``token_tp/fp/fn``, ``exact`` and ``sequences``,
-    ``sq_err`` (summed squared error). ``bits=True`` adds bits per token/perplexity.
+    ``sq_err`` (summed squared error), ``edits`` and ``ref_tokens`` (error rate).
+    ``bits=True`` adds bits per token/perplexity.
     """
 
     def __init__(self) -> None:
@@ -164,6 +201,8 @@ class MetricSums:
             out.update({f"entity_{k}": v for k, v in f.items()})
         if "token_tp" in s:
             out["token_f1"] = f1_from_counts(s["token_tp"], s["token_fp"], s["token_fn"])["f1"]
+        if "ref_tokens" in s:
+            out["error_rate"] = s.get("edits", 0.0) / s["ref_tokens"] if s["ref_tokens"] else 0.0
         if s.get("sequences"):
             out["exact_match"] = s.get("exact", 0.0) / s["sequences"]
         return out

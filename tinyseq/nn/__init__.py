@@ -8,7 +8,7 @@ from .attention import Attention
 from .dropout import Dropout
 from .embedding import Embedding
 from .linear import Linear
-from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from .loss import BCEWithLogitsLoss, CrossEntropyLoss, CTCLoss, MSELoss
 from .module import Module, ModuleList, Parameter
 from .pretrained import WordVectors, load_word_vectors
 from .recurrent import Recurrent
@@ -26,6 +26,7 @@ __all__ = [
     "CrossEntropyLoss",
     "BCEWithLogitsLoss",
     "MSELoss",
+    "CTCLoss",
     "WordVectors",
     "load_word_vectors",
     "Recurrent",

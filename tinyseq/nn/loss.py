@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..ctc import ctc_loss
 from ..losses import binary_cross_entropy_with_logits, cross_entropy, mse_loss
 from ..tensor import Tensor
 from .module import Module
 
-__all__ = ["CrossEntropyLoss", "BCEWithLogitsLoss", "MSELoss"]
+__all__ = ["CrossEntropyLoss", "BCEWithLogitsLoss", "MSELoss", "CTCLoss"]
 
 
 class CrossEntropyLoss(Module):
@@ -65,3 +66,23 @@ class MSELoss(Module):
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"
+
+
+class CTCLoss(Module):
+    """``loss(log_probs (T, N, C), targets, input_lengths, target_lengths)``; see
+    :func:`tinyseq.ctc_loss`."""
+
+    def __init__(self, blank: int = 0, reduction: str = "mean", zero_infinity: bool = False) -> None:
+        super().__init__()
+        self.blank = blank
+        self.reduction = reduction
+        self.zero_infinity = zero_infinity
+
+    def forward(self, log_probs: Tensor, targets: Any, input_lengths: Any,
+                target_lengths: Any) -> Tensor:
+        return ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=self.blank,
+                        reduction=self.reduction, zero_infinity=self.zero_infinity)
+
+    def extra_repr(self) -> str:
+        return (f"blank={self.blank}, reduction={self.reduction!r}, "
+                f"zero_infinity={self.zero_infinity}")
