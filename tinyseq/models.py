@@ -6,7 +6,7 @@
 | one to many           | :class:`OneToMany`     | music composition, captioning     |
 | many to one           | :class:`SequenceClassifier` | text classification          |
 | many to many, Tx = Ty | :class:`SequenceTagger`, :class:`LanguageModel`, :class:`SequenceRegressor` | named entities, next character |
-| many to many, Tx ≠ Ty | :class:`Seq2Seq`       | translation (encoder, decoder)    |
+| many to many, Tx ≠ Ty | :class:`Seq2Seq`       | translation, chatbot (attention)  |
 
 The trainer's contract (:class:`SequenceModel`):
     ``loss(batch, state) -> StepResult``  mean loss over ``count`` predictions, and the
@@ -36,6 +36,7 @@ from .functional import dropout as dropout_fn
 from .losses import cross_entropy
 from .metrics import entity_counts, token_counts
 from .nn import Embedding, Linear, Module
+from .nn.attention import SCORES, Attention
 from .nn.recurrent import Recurrent
 from .tensor import Tensor, _wrap, concatenate, no_grad, stack, tanh, where
 
@@ -482,29 +483,76 @@ class SequenceRegressor(SequenceTagger):
 
 
 # ---- shared decoder for one-to-many and encoder-decoder ------------------------------------
+@dataclass
+class _Memory:
+    """What a decoder attends to: the encoder's outputs of one batch of sources.
+
+    keys (B, S, K); prepared: :meth:`Attention.prepare` of them (computed once);
+    mask (B, S) bool on the host, True at valid source steps.
+    """
+
+    keys: Tensor
+    prepared: Tensor
+    mask: Arr
+
+    def rows(self, index: Arr) -> _Memory:
+        """The memory of batch rows ``index`` (beam hypotheses share their source's)."""
+        dev_index = _on(self.keys.device, np.asarray(index, dtype=np.int64))
+        return _Memory(self.keys[dev_index], self.prepared[dev_index], self.mask[np.asarray(index)])
+
+
 class _Decoder(Module):
-    """Token decoder: embeds the previous token, steps the recurrent layer, projects."""
+    """Token decoder: embeds the previous token, steps the recurrent layer, projects.
+
+    With ``attention`` (a score of :class:`~tinyseq.nn.Attention`), each step's top
+    hidden state h queries the encoder's outputs (Luong et al. 2015): the context c
+    and h make the attentional state tanh(W_c [c; h]), which the head projects.
+    """
 
     def __init__(self, vocab_size: int, embedding_dim: int, hidden_size: int, cell: str,
-                 num_layers: int, dropout: float, extra_input: int, cell_options: dict[str, Any]) -> None:
+                 num_layers: int, dropout: float, extra_input: int, cell_options: dict[str, Any],
+                 attention: str | None = None, memory_size: int = 0) -> None:
         super().__init__()
         self.embedding = Embedding(vocab_size, embedding_dim, padding_idx=0)
         self.rnn = Recurrent(cell, embedding_dim + extra_input, hidden_size, num_layers=num_layers,
                              dropout=dropout, **cell_options)
+        self.attention = Attention(hidden_size, memory_size, attention) if attention else None
+        self.combine = Linear(memory_size + hidden_size, hidden_size) if attention else None
         self.head = Linear(hidden_size, vocab_size)
         self.dropout = dropout
 
-    def forward(self, ids: Any, state: State, lengths: Any = None,
-                extra: Tensor | None = None) -> tuple[Tensor, State]:
-        """ids (T, B) on the device -> logits (T, B, V); ``extra`` (B, F) joins each step."""
+    def memory(self, outputs: Tensor, mask: Arr) -> _Memory:
+        """The attention memory of encoder outputs (S, B, K) with source mask (B, S)."""
+        assert self.attention is not None
+        keys = outputs.swapaxes(0, 1)
+        return _Memory(keys, self.attention.prepare(keys), np.asarray(mask, dtype=bool))
+
+    def run(self, ids: Any, state: State, lengths: Any = None, extra: Tensor | None = None,
+            memory: _Memory | None = None) -> tuple[Tensor, State, Tensor | None]:
+        """:meth:`forward`, plus the attention weights (B, T, S) (None without attention)."""
         x = self.embedding(ids)
         if extra is not None:
             t = x.shape[0]
             x = concatenate([x, stack([extra] * t, axis=0)], axis=2)
         x = dropout_fn(x, self.dropout, self.training)
         out, state = self.rnn(x, state, lengths=lengths)
+        weights = None
+        if self.attention is not None:
+            if memory is None:
+                raise ValueError("this decoder attends to the source: give the encoder's memory")
+            assert self.combine is not None
+            h = out.swapaxes(0, 1)  # (B, T, H): every step queries at once
+            context, weights = self.attention.attend(h, memory.keys, memory.prepared, memory.mask)
+            out = tanh(self.combine(concatenate([context, h], axis=2))).swapaxes(0, 1)
         out = dropout_fn(out, self.dropout, self.training)
-        return self.head(out), state
+        return self.head(out), state, weights
+
+    def forward(self, ids: Any, state: State, lengths: Any = None, extra: Tensor | None = None,
+                memory: _Memory | None = None) -> tuple[Tensor, State]:
+        """ids (T, B) on the device -> logits (T, B, V); ``extra`` (B, F) joins each step;
+        ``memory``: the encoder outputs to attend to (decoders with attention)."""
+        logits, state, _ = self.run(ids, state, lengths, extra, memory)
+        return logits, state
 
 
 class _Generating(SequenceModel):
@@ -524,6 +572,11 @@ class _Generating(SequenceModel):
         """The decoder's start state and per-step extra input for this batch."""
         raise NotImplementedError
 
+    def _start(self, batch: Batch) -> tuple[State, Tensor | None, _Memory | None]:
+        """:meth:`initial` and the memory to attend to (None: no attention)."""
+        state, extra = self.initial(batch)
+        return state, extra, None
+
     def _decoder_inputs(self, y: Arr) -> Arr:
         y_in = np.empty_like(y)
         y_in[:, 0] = self.bos_id
@@ -532,11 +585,12 @@ class _Generating(SequenceModel):
 
     def forward(self, batch: Batch) -> Tensor:
         """Logits (Ty, B, V) under teacher forcing (or scheduled sampling when training)."""
-        state, extra = self.initial(batch)
+        state, extra, memory = self._start(batch)
         y_in = self._decoder_inputs(batch.y)
         if not self.training or self.teacher_forcing >= 1.0:
             logits: Tensor
-            logits, _ = self.decoder(self._ids(y_in), state, lengths=batch.y_lengths, extra=extra)
+            logits, _ = self.decoder(self._ids(y_in), state, lengths=batch.y_lengths, extra=extra,
+                                     memory=memory)
             return logits
         steps = []
         cpu = backend.get_device("cpu")
@@ -546,7 +600,7 @@ class _Generating(SequenceModel):
             if prev is not None:
                 use_gold = backend.random_uniform(cpu, (tok.shape[0],), 0.0, 1.0, np.float32) < self.teacher_forcing
                 tok = np.where(use_gold, tok, prev)
-            logits_t, state = self.decoder(self._ids(tok[None, :]), state, extra=extra)
+            logits_t, state = self.decoder(self._ids(tok[None, :]), state, extra=extra, memory=memory)
             prev = backend.to_numpy(logits_t.data[0].argmax(axis=-1)).astype(np.int64)
             steps.append(logits_t)
         return concatenate(steps, axis=0)
@@ -574,12 +628,18 @@ class _Generating(SequenceModel):
                 "correct": int((pred == batch.y)[mask].sum()),
                 "exact": exact, "sequences": len(batch)}, None
 
-    def _step(self, extra: Tensor | None) -> decoding.StepFn:
+    def _step(self, extra: Tensor | None, memory: _Memory | None = None) -> decoding.StepFn:
         def step(tokens: Arr, state: State) -> tuple[Arr, State]:
-            ex = extra
+            ex, mem = extra, memory
+            # beam search steps K hypotheses of one example: they share its extra input
+            # and its source, so row 0 serves them all
+            first = np.zeros(tokens.shape[0], dtype=np.int64)
             if ex is not None and ex.shape[0] != tokens.shape[0]:
-                ex = ex[_on(self.device, np.zeros(tokens.shape[0], dtype=np.int64))]
-            logits, state = self.decoder(self._ids(np.asarray(tokens)[None, :]), state, extra=ex)
+                ex = ex[_on(self.device, first)]
+            if mem is not None and mem.keys.shape[0] != tokens.shape[0]:
+                mem = mem.rows(first)
+            logits, state = self.decoder(self._ids(np.asarray(tokens)[None, :]), state, extra=ex,
+                                         memory=mem)
             return backend.to_numpy(logits.data[0]), state
         return step
 
@@ -603,13 +663,13 @@ class _Generating(SequenceModel):
         self.eval()
         try:
             with no_grad():
-                state, extra = self.initial(batch)
+                state, extra, memory = self._start(batch)
                 start = np.full(len(batch), self.bos_id, dtype=np.int64)
                 if method == "greedy":
-                    return decoding.greedy(self._step(extra), state, start, max_len, self.eos_id)
+                    return decoding.greedy(self._step(extra, memory), state, start, max_len, self.eos_id)
                 if method == "sample":
-                    return decoding.sample(self._step(extra), state, start, max_len, temperature,
-                                           top_k, self.eos_id, rng)
+                    return decoding.sample(self._step(extra, memory), state, start, max_len,
+                                           temperature, top_k, self.eos_id, rng)
                 if method != "beam":
                     raise ValueError(f"method must be 'greedy', 'sample' or 'beam', got {method!r}")
                 out = []
@@ -617,12 +677,44 @@ class _Generating(SequenceModel):
                     row = np.array([b])
                     st = select_state(state, row)
                     ex = None if extra is None else extra[_on(self.device, row)]
-                    hyps = decoding.beam_search(self._step(ex), select_state, st, self.bos_id, max_len,
-                                                beam_width, self.eos_id, length_penalty)
+                    mem = None if memory is None else memory.rows(row)
+                    hyps = decoding.beam_search(self._step(ex, mem), select_state, st, self.bos_id,
+                                                max_len, beam_width, self.eos_id, length_penalty)
                     out.append(hyps[0].tokens)
                 return out
         finally:
             self.train(was)
+
+    def attention_weights(self, batch: Batch, outputs: Sequence[Sequence[int]] | None = None) -> list[Arr]:
+        """The attention weights behind each output, for plotting: (Ty_i, Sx_i) per example.
+
+        outputs: the ids each example produced (e.g. :meth:`decode`'s, any method), or
+        None for the targets ``batch.y``. Row t is the weights over the valid source
+        steps when output t was chosen: feeding the outputs back (teacher forcing, in
+        eval mode) makes the very steps decoding made.
+        """
+        if outputs is None:
+            mask = self._mask(batch)
+            outputs = [batch.y[b, : int(mask[b].sum())].tolist() for b in range(len(batch))]
+        lengths = np.array([max(len(o), 1) for o in outputs], dtype=np.int64)
+        y = np.zeros((len(outputs), int(lengths.max())), dtype=np.int64)
+        for b, o in enumerate(outputs):
+            y[b, : len(o)] = o
+        was = self.training
+        self.eval()
+        try:
+            with no_grad():
+                state, extra, memory = self._start(batch)
+                if memory is None:
+                    raise ValueError(f"{type(self).__name__} has no attention (attention=None)")
+                _, _, weights = self.decoder.run(self._ids(self._decoder_inputs(y)), state,
+                                                 lengths=lengths, extra=extra, memory=memory)
+        finally:
+            self.train(was)
+        assert weights is not None
+        w = backend.to_numpy(weights.data)
+        src = memory.mask.sum(axis=1)
+        return [w[b, : len(o), : int(src[b])] for b, o in enumerate(outputs)]
 
 
 # ---- many to many, Tx != Ty: encoder-decoder -----------------------------------------------
@@ -632,9 +724,15 @@ class Seq2Seq(_Generating):
     A bidirectional encoder's two final states (per layer and state component) are
     summed into the decoder's start state. ``teacher_forcing < 1`` enables scheduled
     sampling during training.
+
+    attention: None, or how each decoder step scores the encoder's outputs (both
+    directions concatenated): "additive" (Bahdanau et al. 2015), "dot" or "general"
+    (Luong et al. 2015); see :class:`~tinyseq.nn.Attention`. Padded source steps get
+    zero weight; :meth:`attention_weights` returns them for plotting.
     """
 
     kind = "seq2seq"
+    ATTENTIONS: ClassVar[tuple[str | None, ...]] = (None, *SCORES)
 
     def __init__(
         self,
@@ -650,19 +748,28 @@ class Seq2Seq(_Generating):
         teacher_forcing: float = 1.0,
         bos_id: int = 2,
         eos_id: int = 3,
+        attention: str | None = None,
         **cell_options: Any,
     ) -> None:
+        if attention not in self.ATTENTIONS:
+            raise ValueError(f"attention must be one of {', '.join(SCORES)} or None, got {attention!r}")
+        if attention == "dot" and bidirectional:
+            raise ValueError(f"attention='dot' needs the encoder's outputs ({2 * hidden_size} with "
+                             f"bidirectional=True) to match the decoder's hidden_size={hidden_size}; "
+                             "use attention='general' or 'additive' with a bidirectional encoder")
         super().__init__(
             tgt_vocab_size=tgt_vocab_size, src_vocab_size=src_vocab_size, input_size=input_size,
             embedding_dim=embedding_dim, hidden_size=hidden_size, cell=cell,
             num_layers=num_layers, bidirectional=bidirectional, dropout=dropout,
-            teacher_forcing=teacher_forcing, bos_id=bos_id, eos_id=eos_id, **cell_options,
+            teacher_forcing=teacher_forcing, bos_id=bos_id, eos_id=eos_id, attention=attention,
+            **cell_options,
         )
         self.inputs = _InputLayer(src_vocab_size, input_size, embedding_dim)
         self.encoder = Recurrent(cell, self.inputs.size, hidden_size, num_layers=num_layers,
                                  bidirectional=bidirectional, dropout=dropout, **cell_options)
+        directions = 2 if bidirectional else 1
         self.decoder = _Decoder(tgt_vocab_size, embedding_dim, hidden_size, cell, num_layers,
-                                dropout, 0, cell_options)
+                                dropout, 0, cell_options, attention, directions * hidden_size)
         self.bidirectional = bidirectional
         self.num_layers = num_layers
         self.teacher_forcing = teacher_forcing
@@ -676,12 +783,20 @@ class Seq2Seq(_Generating):
         return stack([h[2 * i] + h[2 * i + 1] for i in range(self.num_layers)], axis=0)
 
     def initial(self, batch: Batch) -> tuple[State, Tensor | None]:
+        state, _, _ = self._start(batch)
+        return state, None
+
+    def _start(self, batch: Batch) -> tuple[State, Tensor | None, _Memory | None]:
         x = self.inputs(np.swapaxes(batch.x, 0, 1), self)
         x = dropout_fn(x, self.dropout, self.training)
-        _, state = self.encoder(x, None, lengths=batch.x_lengths)
-        if isinstance(state, Tensor):
-            return self._bridge(state), None
-        return tuple(self._bridge(s) for s in state), None
+        out, state = self.encoder(x, None, lengths=batch.x_lengths)
+        start = self._bridge(state) if isinstance(state, Tensor) else tuple(self._bridge(s) for s in state)
+        if self.decoder.attention is None:
+            return start, None, None
+        mask = batch.x_mask
+        if mask is None:
+            mask = np.ones(batch.x.shape[:2], dtype=bool)
+        return start, None, self.decoder.memory(out, mask)
 
 
 # ---- one to many: conditioned generator ------------------------------------------------------

@@ -5,12 +5,20 @@ Formats: plain text (character or word tokens), TSV (``text<TAB>label``,
 Malformed input raises :class:`DataFormatError` naming the file, line and expectation.
 """
 
-from .batching import Batch, SequenceDataset, StreamDataset, lengths_to_mask, pad_sequences
+from .batching import (
+    Batch,
+    SequenceDataset,
+    StreamDataset,
+    lengths_to_mask,
+    pad_characters,
+    pad_sequences,
+)
 from .conll import read_conll, validate_bio
 from .corpus import default_corpus
 from .errors import DataFormatError
 from .numeric import NumericData, read_numeric
 from .text import encode_stream, read_lines, read_text, split_text
+from .tokenize import word_tokenize
 from .tsv import read_tsv
 from .vocab import BOS, EOS, PAD, SPECIALS, UNK, Vocab, tokenize
 
@@ -20,6 +28,7 @@ __all__ = [
     "StreamDataset",
     "lengths_to_mask",
     "pad_sequences",
+    "pad_characters",
     "read_conll",
     "validate_bio",
     "default_corpus",
@@ -33,6 +42,7 @@ __all__ = [
     "read_tsv",
     "Vocab",
     "tokenize",
+    "word_tokenize",
     "PAD",
     "UNK",
     "BOS",

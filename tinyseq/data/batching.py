@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Batch", "pad_sequences", "lengths_to_mask", "SequenceDataset", "StreamDataset",
-           "shard_rows", "shard", "ShardedSource"]
+__all__ = ["Batch", "pad_sequences", "pad_characters", "lengths_to_mask", "SequenceDataset",
+           "StreamDataset", "shard_rows", "shard", "ShardedSource"]
 
 Arr = npt.NDArray[Any]
 
@@ -65,6 +65,28 @@ def pad_sequences(
     return out, lengths
 
 
+def pad_characters(words: Sequence[Sequence[Any]], length: int | None = None) -> tuple[Arr, Arr]:
+    """Each example's words' character ids ((T_i lists of (C_w,) ids) into chars (B, T, C)
+    int64 and char_lengths (B, T); padded words have length 0, padded characters id 0.
+
+    ``length`` fixes T (>= the most words).
+    """
+    if not words:
+        raise ValueError("pad_characters needs at least one example")
+    most = max(len(w) for w in words)
+    t = most if length is None else length
+    if t < most:
+        raise ValueError(f"pad_characters: length={length} is shorter than the longest example ({most} words)")
+    c = max([len(ch) for example in words for ch in example] + [1])
+    chars = np.zeros((len(words), t, c), dtype=np.int64)
+    lengths = np.zeros((len(words), t), dtype=np.int64)
+    for b, example in enumerate(words):
+        for i, ch in enumerate(example):
+            chars[b, i, : len(ch)] = ch
+            lengths[b, i] = len(ch)
+    return chars, lengths
+
+
 def lengths_to_mask(lengths: Any, length: int | None = None) -> Arr:
     """Bool mask (B, T): True at the valid steps of each sequence."""
     lens = np.asarray(lengths, dtype=np.int64)
@@ -79,12 +101,16 @@ class Batch:
     x: (B, Tx) ids, (B, Tx, F) floats, or (B, F) for fixed-size inputs.
     y: (B,) labels, (B, Ty) ids, (B, Ty, F) floats, or (B, F).
     x_lengths / y_lengths: (B,) valid steps, or None when x / y is not a sequence.
+    chars / char_lengths: (B, Tx, C) character ids of each input word and (B, Tx) their
+        counts (0 for padded words), for character-level word features; else None.
     """
 
     x: Arr
     y: Arr
     x_lengths: Arr | None = None
     y_lengths: Arr | None = None
+    chars: Arr | None = None
+    char_lengths: Arr | None = None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -108,7 +134,8 @@ class Batch:
         def part(a: Arr | None) -> Arr | None:
             return None if a is None else a[index]
         return Batch(x=self.x[index], y=self.y[index], x_lengths=part(self.x_lengths),
-                     y_lengths=part(self.y_lengths))
+                     y_lengths=part(self.y_lengths), chars=part(self.chars),
+                     char_lengths=part(self.char_lengths))
 
     @property
     def num_tokens(self) -> int:
@@ -128,6 +155,9 @@ class SequenceDataset:
     ``y_is_sequence``. ``bucket`` groups examples of similar length (sorting within
     windows of ``bucket`` batches) so batches waste little padding; the batch order is
     still shuffled. Epoch ``e`` with seed ``s`` always gives the same batches.
+
+    ``chars``: for each example, one array of character ids per input word (as many as
+    the example's steps); batches then carry ``chars`` and ``char_lengths``.
     """
 
     carries_state = False
@@ -144,6 +174,7 @@ class SequenceDataset:
         seed: int = 0,
         x_pad: float = 0,
         y_pad: float = 0,
+        chars: Sequence[Sequence[Any]] | None = None,
     ) -> None:
         if len(xs) != len(ys):
             raise ValueError(f"SequenceDataset: {len(xs)} inputs but {len(ys)} targets")
@@ -158,6 +189,16 @@ class SequenceDataset:
                 for i, a in enumerate(items):
                     if a.ndim == 0 or a.shape[0] == 0:
                         raise ValueError(f"SequenceDataset: example {i} has an empty {name} sequence")
+        self.chars: list[list[Arr]] | None = None
+        if chars is not None:
+            if len(chars) != len(self.xs) or not x_is_sequence:
+                raise ValueError(f"SequenceDataset: chars needs one entry per example of a sequence "
+                                 f"input, got {len(chars)} for {len(self.xs)} examples")
+            self.chars = [[np.asarray(c, dtype=np.int64) for c in words] for words in chars]
+            for i, (words, x) in enumerate(zip(self.chars, self.xs)):
+                if len(words) != x.shape[0]:
+                    raise ValueError(f"SequenceDataset: example {i} has {x.shape[0]} steps but "
+                                     f"characters for {len(words)} words")
         self.batch_size = batch_size
         self.x_is_sequence = x_is_sequence
         self.y_is_sequence = y_is_sequence
@@ -177,7 +218,8 @@ class SequenceDataset:
 
     def fingerprint(self) -> str:
         """A hash of the examples and the batching (equal hashes: the same batches)."""
-        return _fingerprint([*self.xs, *self.ys], (type(self).__name__, self.batch_size, self.shuffle,
+        extra = [] if self.chars is None else [np.concatenate([np.zeros(1, np.int64), *w]) for w in self.chars]
+        return _fingerprint([*self.xs, *self.ys, *extra], (type(self).__name__, self.batch_size, self.shuffle,
                                                    self.bucket, self.seed, self.x_pad, self.y_pad))
 
     def _order(self, epoch: int) -> list[Arr]:
@@ -222,7 +264,10 @@ class SequenceDataset:
             y, y_len = pad_sequences(ys, self.y_pad)
         else:
             y = np.stack(ys)
-        return Batch(x=x, y=y, x_lengths=x_len, y_lengths=y_len)
+        chars = char_len = None
+        if self.chars is not None:
+            chars, char_len = pad_characters([self.chars[i] for i in ids], x.shape[1])
+        return Batch(x=x, y=y, x_lengths=x_len, y_lengths=y_len, chars=chars, char_lengths=char_len)
 
 
 class StreamDataset:
