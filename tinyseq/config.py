@@ -63,6 +63,7 @@ class TrainConfig:
     pooling: str = "last"
     condition: str = "state"
     teacher_forcing: float = 1.0
+    attention: str | None = None  # seq2seq: additive, dot or general (None: no attention)
     cell_options: dict[str, Any] = field(default_factory=dict)
     # training
     seq_len: int = 100
@@ -143,6 +144,8 @@ HELP: dict[str, str] = {
     "pooling": "many-to-one summary: last (last valid step), mean or max",
     "condition": "one-to-many: the vector sets the initial state, joins each input, or both",
     "teacher_forcing": "probability of feeding the gold token (< 1: scheduled sampling)",
+    "attention": "seq2seq: the decoder attends to the encoder's outputs, scored additive "
+                 "(Bahdanau), dot or general (Luong); default none",
     "seq_len": "language model: steps per window of truncated BPTT",
     "batch_size": "sequences per batch",
     "bucket": "group examples of similar length over this many batches (0: off)",
@@ -228,6 +231,10 @@ def _choices(name: str) -> tuple[str, ...] | None:
         from .models import OneToMany
 
         return tuple(OneToMany.CONDITIONS)
+    if name == "attention":
+        from .nn.attention import SCORES
+
+        return ("none", *SCORES)
     if name == "optimizer":
         from .trainer import OPTIMIZERS
 
@@ -243,6 +250,8 @@ def _check_setting(name: str, value: Any, label: str) -> Any:
     """``value`` as setting ``name`` holds it (ints as float where a float is meant);
     ConfigError naming ``label`` when it has the wrong type or is out of range."""
     if value is None and name in _OPTIONAL:
+        return None
+    if name == "attention" and value == "none":  # a flag cannot say None
         return None
     if name in _INT_MIN:
         return check_int(value, label, _INT_MIN[name], error=ConfigError)
@@ -384,6 +393,16 @@ def _validate(cfg: TrainConfig, labels: dict[str, str], option_labels: dict[str,
     """Checks that involve more than one setting (each value alone is checked already)."""
     if cfg.task != "lm" and cfg.train is None:
         raise ConfigError(f"task {cfg.task!r} needs training data: give --train FILE (or train = ... in the config)")
+    if cfg.attention is not None:
+        label = labels.get("attention", "attention")
+        if cfg.task != "seq2seq":
+            raise ConfigError(f"{label}: attention is for task seq2seq (the decoder attends to "
+                              f"the encoder), got task {cfg.task!r}")
+        if cfg.attention == "dot" and cfg.bidirectional:
+            bidir = labels.get("bidirectional", "bidirectional")
+            raise ConfigError(f"{label}: dot attention needs encoder outputs of the decoder's size, "
+                              f"but a bidirectional encoder ({bidir}) doubles them; use additive "
+                              "or general")
     metrics = _METRICS[cfg.task]
     if cfg.monitor is not None and cfg.monitor not in metrics:
         raise ConfigError(f"{labels.get('monitor', 'monitor')}: task {cfg.task} reports the "

@@ -126,7 +126,7 @@ def config_mismatch(kind: str, config: dict[str, Any], shapes: Mapping[str, tupl
     if not problems:
         return None
     if missing or extra:  # the names follow the layout, not the sizes
-        culprits += [k for k in ("num_layers", "bidirectional", "condition", "cell") if k in config]
+        culprits += [k for k in ("num_layers", "bidirectional", "condition", "attention", "cell") if k in config]
     named = ", ".join(f"{k}={config[k]!r}" for k in dict.fromkeys(culprits))
     recurrent = any(".layers." in f".{n}" for n in wrong)  # Recurrent's stacked layers
     if recurrent and "cell" in config and "cell" not in culprits:  # the cell sets the gate count

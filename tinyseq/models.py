@@ -35,7 +35,7 @@ from .data.batching import Batch
 from .functional import dropout as dropout_fn
 from .losses import cross_entropy
 from .metrics import entity_counts, token_counts
-from .nn import Embedding, Linear, Module
+from .nn import CRF, CharFeatures, Embedding, Linear, Module
 from .nn.attention import SCORES, Attention
 from .nn.recurrent import Recurrent
 from .tensor import Tensor, _wrap, concatenate, no_grad, stack, tanh, where
@@ -153,6 +153,34 @@ class _InputLayer(Module):
         if x.shape[-1] != self.size:
             raise ValueError(f"expected {self.size} input features per step, got shape {x.shape}")
         return model._floats(x)
+
+
+def _char_options(char_features: bool, char_vocab_size: int | None, char_embedding_dim: int,
+                  char_hidden_size: int) -> dict[str, Any]:
+    """The character-feature entries of a model's config (none when they are off, so that
+    configs without them stay as they were)."""
+    if not char_features:
+        return {}
+    if char_vocab_size is None:
+        raise ValueError("char_features=True needs char_vocab_size (the character vocabulary's size)")
+    return {"char_features": True, "char_vocab_size": char_vocab_size,
+            "char_embedding_dim": char_embedding_dim, "char_hidden_size": char_hidden_size}
+
+
+def _with_chars(model: SequenceModel, x: Tensor, batch: Batch) -> Tensor:
+    """Word inputs x (T, B, E) joined with the words' character features (T, B, E + F)."""
+    layer: CharFeatures | None = getattr(model, "chars", None)
+    if layer is None:
+        return x
+    if batch.chars is None or batch.char_lengths is None:
+        raise ValueError("this model reads character features (char_features=True): the batch "
+                         "needs chars (B, T, C) and char_lengths (B, T), e.g. from "
+                         "SequenceDataset(..., chars=...) or tinyseq.data.pad_characters")
+    if batch.char_lengths.shape != batch.x.shape[:2]:
+        raise ValueError(f"char_lengths must be (B, T) = {batch.x.shape[:2]} like x, got "
+                         f"{batch.char_lengths.shape}")
+    feats = layer(np.swapaxes(batch.chars, 0, 1), batch.char_lengths.T)
+    return concatenate([x, feats], axis=2)
 
 
 # ---- many to many, aligned: language model ---------------------------------------------
@@ -284,18 +312,26 @@ class SequenceClassifier(SequenceModel):
         bidirectional: bool = False,
         pooling: str = "last",
         dropout: float = 0.0,
+        char_features: bool = False,
+        char_vocab_size: int | None = None,
+        char_embedding_dim: int = 16,
+        char_hidden_size: int = 25,
         **cell_options: Any,
     ) -> None:
         if pooling not in self.POOLINGS:
             raise ValueError(f"pooling must be one of {self.POOLINGS}, got {pooling!r}")
+        chars = _char_options(char_features, char_vocab_size, char_embedding_dim, char_hidden_size)
         super().__init__(
             num_classes=num_classes, vocab_size=vocab_size, input_size=input_size,
             embedding_dim=embedding_dim, hidden_size=hidden_size, cell=cell,
             num_layers=num_layers, bidirectional=bidirectional, pooling=pooling,
-            dropout=dropout, **cell_options,
+            dropout=dropout, **chars, **cell_options,
         )
         self.inputs = _InputLayer(vocab_size, input_size, embedding_dim)
-        self.rnn = Recurrent(cell, self.inputs.size, hidden_size, num_layers=num_layers,
+        self.chars = (CharFeatures(int(char_vocab_size or 0), char_embedding_dim, char_hidden_size, cell,
+                                   **cell_options) if chars else None)
+        width = self.inputs.size + (self.chars.size if self.chars is not None else 0)
+        self.rnn = Recurrent(cell, width, hidden_size, num_layers=num_layers,
                              bidirectional=bidirectional, dropout=dropout, **cell_options)
         self.directions = 2 if bidirectional else 1
         self.head = Linear(self.directions * hidden_size, num_classes)
@@ -304,7 +340,7 @@ class SequenceClassifier(SequenceModel):
 
     def features(self, batch: Batch) -> Tensor:
         """The sequence summary (B, D*H)."""
-        x = self.inputs(np.swapaxes(batch.x, 0, 1), self)
+        x = _with_chars(self, self.inputs(np.swapaxes(batch.x, 0, 1), self), batch)
         x = dropout_fn(x, self.dropout, self.training)
         out, state = self.rnn(x, None, lengths=batch.x_lengths)
         if self.pooling == "last":
@@ -347,7 +383,11 @@ class SequenceTagger(SequenceModel):
     """One label per step (Tx = Ty), masked per-step loss; BIO F1 when tags are given.
 
     ``tag_names``: the tag strings by id; when they look like BIO tags, evaluation adds
-    entity-level and token-level F1.
+    entity-level and token-level F1. ``char_features=True`` joins each word's embedding
+    with a bidirectional ``cell`` over its characters (:class:`~tinyseq.nn.CharFeatures`;
+    batches then carry ``chars``). ``crf=True`` puts a linear-chain CRF on the per-step
+    scores (:class:`~tinyseq.nn.CRF`: the loss is its negative log-likelihood per tag,
+    prediction is Viterbi), with BIO constraints when the tags are BIO.
     """
 
     kind = "tagger"
@@ -364,16 +404,25 @@ class SequenceTagger(SequenceModel):
         bidirectional: bool = True,
         dropout: float = 0.0,
         tag_names: list[str] | None = None,
+        char_features: bool = False,
+        char_vocab_size: int | None = None,
+        char_embedding_dim: int = 16,
+        char_hidden_size: int = 25,
+        crf: bool = False,
         **cell_options: Any,
     ) -> None:
+        chars = _char_options(char_features, char_vocab_size, char_embedding_dim, char_hidden_size)
         super().__init__(
             num_tags=num_tags, vocab_size=vocab_size, input_size=input_size,
             embedding_dim=embedding_dim, hidden_size=hidden_size, cell=cell,
             num_layers=num_layers, bidirectional=bidirectional, dropout=dropout,
-            tag_names=tag_names, **cell_options,
+            tag_names=tag_names, **chars, **({"crf": True} if crf else {}), **cell_options,
         )
         self.inputs = _InputLayer(vocab_size, input_size, embedding_dim)
-        self.rnn = Recurrent(cell, self.inputs.size, hidden_size, num_layers=num_layers,
+        self.chars = (CharFeatures(int(char_vocab_size or 0), char_embedding_dim, char_hidden_size, cell,
+                                   **cell_options) if chars else None)
+        width = self.inputs.size + (self.chars.size if self.chars is not None else 0)
+        self.rnn = Recurrent(cell, width, hidden_size, num_layers=num_layers,
                              bidirectional=bidirectional, dropout=dropout, **cell_options)
         self.head = Linear((2 if bidirectional else 1) * hidden_size, num_tags)
         self.dropout = dropout
@@ -381,10 +430,13 @@ class SequenceTagger(SequenceModel):
         self.bio = bool(tag_names) and all(
             t == "O" or t[:2] in ("B-", "I-") or t.startswith("<") for t in tag_names or ()
         )
+        # (a config whose tag names do not match num_tags, as the shape probe builds, has none)
+        constrain = self.bio and len(tag_names or ()) == num_tags
+        self.crf = CRF(num_tags, tag_names, constraints=constrain) if crf else None
 
     def forward(self, batch: Batch) -> Tensor:
-        """Logits (T, B, C)."""
-        x = self.inputs(np.swapaxes(batch.x, 0, 1), self)
+        """Logits (T, B, C) (with a CRF: its per-step emission scores)."""
+        x = _with_chars(self, self.inputs(np.swapaxes(batch.x, 0, 1), self), batch)
         x = dropout_fn(x, self.dropout, self.training)
         out, _ = self.rnn(x, None, lengths=batch.x_lengths)
         out = dropout_fn(out, self.dropout, self.training)
@@ -396,16 +448,32 @@ class SequenceTagger(SequenceModel):
 
     def loss(self, batch: Batch, state: State = None) -> StepResult:
         mask = self._mask(batch)
+        count = int(mask.sum())
+        if self.crf is not None:  # the sequences' NLL, per tag like the cross-entropy
+            nll = self.crf.nll(self(batch), batch.y.T, _on(self.device, mask.T), reduction="sum")
+            return StepResult(nll / float(max(count, 1)), count)
         loss = cross_entropy(self(batch), self._ids(batch.y.T), mask=_on(self.device, mask.T))
-        return StepResult(loss, int(mask.sum()))
+        return StepResult(loss, count)
+
+    def _decode(self, logits: Tensor, mask: Arr) -> Arr:
+        """Predicted tag ids (B, T): Viterbi with a CRF, else the best tag per step."""
+        if self.crf is None:
+            return backend.to_numpy(logits.data.argmax(axis=-1)).T  # type: ignore[no-any-return]
+        pred = np.zeros(mask.shape, dtype=np.int64)
+        for b, path in enumerate(self.crf.decode(logits, mask.T)):
+            pred[b, : len(path)] = path
+        return pred
 
     def evaluate_batch(self, batch: Batch, state: State = None) -> tuple[dict[str, float], State]:
         mask = self._mask(batch)
         with no_grad():
             logits = self(batch)
-            total = cross_entropy(logits, self._ids(batch.y.T), mask=_on(self.device, mask.T),
-                                  reduction="sum").item()
-            pred = backend.to_numpy(logits.data.argmax(axis=-1)).T  # (B, T)
+            if self.crf is not None:
+                total = self.crf.nll(logits, batch.y.T, _on(self.device, mask.T)).item()
+            else:
+                total = cross_entropy(logits, self._ids(batch.y.T), mask=_on(self.device, mask.T),
+                                      reduction="sum").item()
+            pred = self._decode(logits, mask)  # (B, T)
         counts = {"loss_sum": total, "count": int(mask.sum()),
                   "correct": int((pred == batch.y)[mask].sum())}
         if self.bio and self.tag_names:
@@ -420,9 +488,9 @@ class SequenceTagger(SequenceModel):
     def predict(self, batch: Batch) -> list[list[int]]:
         """Predicted tag ids of each sequence's valid steps."""
         self.eval()
+        mask = batch.x_mask if batch.x_mask is not None else np.ones(batch.x.shape[:2], dtype=bool)
         with no_grad():
-            pred = backend.to_numpy(self(batch).data.argmax(axis=-1)).T
-        mask = batch.x_mask if batch.x_mask is not None else np.ones(pred.shape, dtype=bool)
+            pred = self._decode(self(batch), mask)
         return [pred[b, : int(mask[b].sum())].tolist() for b in range(len(batch))]
 
 

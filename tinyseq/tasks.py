@@ -280,7 +280,7 @@ def _model(cfg: TrainConfig, vocabs: dict[str, Vocab], xs: list[Any], ys: list[A
         tgt = len(vocabs["target"]) if "target" in vocabs else int(max(int(np.max(y)) for y in ys)) + 1
         src = {"src_vocab_size": source["vocab_size"]} if "vocab_size" in source else source
         return Seq2Seq(tgt, **src, embedding_dim=emb, bidirectional=bool(cfg.bidirectional),
-                       teacher_forcing=cfg.teacher_forcing, **_common(cfg))
+                       teacher_forcing=cfg.teacher_forcing, attention=cfg.attention, **_common(cfg))
     if cfg.task == "one_to_many":
         v = int(max(int(np.max(y)) for y in ys)) + 1
         return OneToMany(x0.shape[-1], max(v, 4), embedding_dim=emb, condition=cfg.condition,
