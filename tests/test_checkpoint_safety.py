@@ -316,6 +316,9 @@ CONFIGS = {
                 "bidirectional": True, "num_layers": 2},
     "one_to_many": {"condition_size": 5, "vocab_size": 9, "hidden_size": 7, "condition": "both"},
     "one_to_one": {"input_size": 5, "hidden_size": 7, "output_size": 3, "num_layers": 3},
+    "multilabel": {"num_labels": 6, "input_size": 6, "hidden_size": 5, "cell": "gru"},
+    "captioner": {"image_shape": [8, 12, 3], "vocab_size": 9, "patch": 4, "channels": 5,
+                  "condition_size": 6, "hidden_size": 7, "condition": "both"},
 }
 
 

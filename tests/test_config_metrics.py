@@ -14,6 +14,7 @@ import pytest
 
 from tinyseq import config
 from tinyseq.config import make_config
+from tinyseq.data import PianoRolls, write_pianorolls
 from tinyseq.tasks import build_task
 from tinyseq.trainer import Trainer
 
@@ -31,6 +32,10 @@ def _data(task: str, d: Path) -> str | None:
         (d / "p.tsv").write_text("".join(f"{w}\t{w[::-1]}\n" for w in ["abc", "ab", "cab"] * 10))
         return str(d / "p.tsv")
     rng = np.random.default_rng(0)
+    if task == "music":  # piano rolls: pieces of (T_i, P) binary steps
+        rolls = [(rng.random((n, 6)) < 0.4).astype(np.uint8) for n in [5, 7, 4] * 7]
+        write_pianorolls(d / "m.npz", PianoRolls(rolls, low=60))
+        return str(d / "m.npz")
     if task == "regress":
         np.save(d / "s.npy", rng.standard_normal((20, 6, 2)).astype(np.float32))
         return str(d / "s.npy")

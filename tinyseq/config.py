@@ -36,7 +36,7 @@ from .checks import check_int, check_number, given
 __all__ = ["TrainConfig", "ConfigError", "TASKS", "TASK_DEFAULTS", "load_toml", "make_config",
            "QUICK"]
 
-TASKS = ("lm", "classify", "tag", "regress", "seq2seq", "one_to_many", "one_to_one")
+TASKS = ("lm", "classify", "tag", "regress", "seq2seq", "one_to_many", "one_to_one", "music")
 
 
 @dataclass
@@ -111,6 +111,9 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "one_to_many": {"hidden_size": 128, "embedding_dim": 32, "batch_size": 32, "lr": 3e-3,
                     "out": "runs/one_to_many"},
     "one_to_one": {"hidden_size": 64, "batch_size": 32, "lr": 3e-3, "out": "runs/one_to_one"},
+    # piano rolls are dense 88-wide binary steps: no embedding, a unidirectional model
+    "music": {"hidden_size": 128, "batch_size": 16, "lr": 3e-3, "bidirectional": False,
+              "out": "runs/music"},
 }
 
 # --quick: a small model and budget for a smoke test (seconds, not minutes)
@@ -125,7 +128,8 @@ HELP: dict[str, str] = {
     "task": "what to train, by the lecture's input/output pattern: lm (many to many, Tx = Ty: "
             "the next token), classify (many to one), tag (many to many, Tx = Ty: a label per "
             "step), regress (many to many, Tx = Ty: per-step regression), seq2seq (many to many, "
-            "Tx != Ty: encoder-decoder), one_to_many (one to many), one_to_one (one to one); "
+            "Tx != Ty: encoder-decoder), one_to_many (one to many), one_to_one (one to one), "
+            "music (many to many, Tx = Ty: the notes of the next step of a piano roll); "
             "default lm",
     "train": "training data file (lm without one: the built-in corpus)",
     "valid": "validation data file (default: hold out --valid-fraction of the training data)",
@@ -209,6 +213,7 @@ _METRICS: dict[str, tuple[str, ...]] = {
     "seq2seq": ("loss", "accuracy", "exact_match"),
     "one_to_many": ("loss", "accuracy", "exact_match"),
     "one_to_one": ("loss", "accuracy"),
+    "music": ("loss",),  # NLL per step, nats summed over pitches
 }
 _OPTIONAL = {f.name for f in dataclasses.fields(TrainConfig) if "None" in str(f.type)}
 
@@ -403,6 +408,9 @@ def _validate(cfg: TrainConfig, labels: dict[str, str], option_labels: dict[str,
             raise ConfigError(f"{label}: dot attention needs encoder outputs of the decoder's size, "
                               f"but a bidirectional encoder ({bidir}) doubles them; use additive "
                               "or general")
+    if cfg.task == "music" and cfg.bidirectional:
+        raise ConfigError(f"{labels.get('bidirectional', 'bidirectional')}: task music predicts "
+                          "each next step, which a bidirectional model would read ahead; drop it")
     metrics = _METRICS[cfg.task]
     if cfg.monitor is not None and cfg.monitor not in metrics:
         raise ConfigError(f"{labels.get('monitor', 'monitor')}: task {cfg.task} reports the "

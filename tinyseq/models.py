@@ -33,10 +33,11 @@ from . import backend, decoding
 from .backend import Device
 from .data.batching import Batch
 from .functional import dropout as dropout_fn
-from .losses import cross_entropy
+from .losses import binary_cross_entropy_with_logits, cross_entropy
 from .metrics import entity_counts, token_counts
 from .nn import CRF, CharFeatures, Embedding, Linear, Module
 from .nn.attention import SCORES, Attention
+from .nn.patches import PatchEncoder
 from .nn.recurrent import Recurrent
 from .tensor import Tensor, _wrap, concatenate, no_grad, stack, tanh, where
 
@@ -50,6 +51,8 @@ __all__ = [
     "Seq2Seq",
     "OneToMany",
     "OneToOne",
+    "MultiLabelTagger",
+    "ImageCaptioner",
     "MODELS",
     "build_model",
     "detach_state",
@@ -550,6 +553,211 @@ class SequenceRegressor(SequenceTagger):
         return [pred[b, : int(mask[b].sum())] for b in range(len(batch))]
 
 
+# ---- many to many, aligned: several labels per step ------------------------------------------
+class MultiLabelTagger(SequenceTagger):
+    """Any number of labels per step (Tx = Ty): a sigmoid per label, masked binary
+    cross-entropy. E.g. the notes of a piano roll's next step.
+
+    x (B, T, F) floats or (B, T) ids; y (B, T, L) in [0, 1] (``num_labels`` = L). The
+    loss is the negative log-likelihood per step in nats, summed over the L labels (as
+    polyphonic music models report it); padded steps contribute nothing.
+    """
+
+    kind = "multilabel"
+
+    def __init__(
+        self,
+        num_labels: int,
+        input_size: int | None = None,
+        vocab_size: int | None = None,
+        embedding_dim: int = 64,
+        hidden_size: int = 128,
+        cell: str = "lstm",
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        **cell_options: Any,
+    ) -> None:
+        super().__init__(num_labels, vocab_size=vocab_size, input_size=input_size,
+                         embedding_dim=embedding_dim, hidden_size=hidden_size, cell=cell,
+                         num_layers=num_layers, bidirectional=bidirectional, dropout=dropout,
+                         **cell_options)
+        self.config = {"num_labels": num_labels, **{k: v for k, v in self.config.items()
+                                                    if k not in ("num_tags", "tag_names")}}
+
+    def _nll(self, batch: Batch) -> tuple[Tensor, Arr]:
+        """Summed negative log-likelihood of the valid steps, and the mask (B, T)."""
+        mask = self._mask(batch)
+        logits = self(batch)  # (T, B, L)
+        y = np.swapaxes(np.asarray(batch.y), 0, 1)
+        if tuple(y.shape) != tuple(logits.shape):
+            raise ValueError(f"expected targets (B, T, {self.config['num_labels']}) aligned with the "
+                             f"inputs {tuple(batch.x.shape)}, got {tuple(batch.y.shape)}")
+        dtype = logits.dtype
+        weight = _on(self.device, mask.T[..., None].astype(dtype))  # 0 at padded steps
+        total = binary_cross_entropy_with_logits(logits, _on(self.device, y.astype(dtype)),
+                                                 weight=weight, reduction="sum")
+        return total, mask
+
+    def loss(self, batch: Batch, state: State = None) -> StepResult:
+        total, mask = self._nll(batch)
+        count = int(mask.sum())
+        return StepResult(total / float(max(count, 1)), count)
+
+    def evaluate_batch(self, batch: Batch, state: State = None) -> tuple[dict[str, float], State]:
+        with no_grad():
+            total, mask = self._nll(batch)
+        return {"loss_sum": total.item(), "count": int(mask.sum())}, None
+
+    def predict(self, batch: Batch) -> list[Arr]:  # type: ignore[override]
+        """Each label's probability (T_i, L) at each sequence's valid steps."""
+        self.eval()
+        with no_grad():
+            logits = backend.to_numpy(self(batch).data).swapaxes(0, 1)
+        mask = self._mask(batch)
+        return [_sigmoid(logits[b, : int(mask[b].sum())]) for b in range(len(batch))]
+
+    def generate(self, prime: Arr, length: int, temperature: float = 1.0, rng: Any = None) -> Arr:
+        """``prime`` (T0 >= 1, L) binary steps and ``length`` sampled ones: (T0 + length, L) uint8.
+
+        Each new step's labels are drawn independently, label l on with probability
+        sigmoid(logit_l / temperature) given every step before, and fed back as the next
+        input (so the input size must be L). rng: a NumPy Generator (None: a fresh one).
+        """
+        n = int(self.config["num_labels"])
+        if self.config["bidirectional"] or self.inputs.embedding is not None or self.inputs.size != n:
+            raise ValueError(f"generate feeds each step back as the next input: it needs a "
+                             f"unidirectional model with input_size == num_labels ({n}), got "
+                             f"input_size={self.config['input_size']}, "
+                             f"bidirectional={self.config['bidirectional']}")
+        p = np.asarray(prime, dtype=np.float32)
+        if p.ndim != 2 or p.shape[0] < 1 or p.shape[1] != n:
+            raise ValueError(f"expected a prime of shape (T0 >= 1, {n}), got {p.shape}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        gen = rng if rng is not None else np.random.default_rng()
+        was = self.training
+        self.eval()
+        try:
+            with no_grad():
+                out, state = self.rnn(self._floats(p[:, None, :]), None)
+                steps = [p]
+                for _ in range(length):
+                    logits = backend.to_numpy(self.head(out[out.shape[0] - 1]).data)[0]
+                    frame = (gen.random(n) < _sigmoid(logits / temperature)).astype(np.float32)
+                    steps.append(frame[None])
+                    out, state = self.rnn(self._floats(frame[None, None, :]), state)
+        finally:
+            self.train(was)
+        return np.concatenate(steps).astype(np.uint8)
+
+
+def _sigmoid(x: Arr) -> Arr:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow for large |x|
+
+
+# ---- many to many, unaligned: transcription (CTC) --------------------------------------------
+class SequenceTranscriber(SequenceModel):
+    """Frames in, a shorter label sequence out, with no alignment given: CTC.
+
+    x: (B, T, F) float frames (or (B, T) ids) with x_lengths; y: (B, S) label ids in
+    [1, num_classes) with y_lengths. Id 0 is the CTC blank (and the padding), so
+    ``num_classes`` counts it. A recurrent encoder (bidirectional by default, any
+    registered cell, stacked) gives per-frame log-probabilities (T, B, C). The loss is
+    the CTC loss (Graves et al. 2006) summed over the batch and divided by the number
+    of target labels (nats per label); a target its input is too short for counts 0
+    (``zero_infinity``) instead of making the step nan. Evaluation adds the error rate
+    (edit distance per reference label) and exact match of greedy decoding.
+    """
+
+    kind = "transcriber"
+    blank = 0
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_size: int | None = None,
+        vocab_size: int | None = None,
+        embedding_dim: int = 64,
+        hidden_size: int = 128,
+        cell: str = "lstm",
+        num_layers: int = 1,
+        bidirectional: bool = True,
+        dropout: float = 0.0,
+        **cell_options: Any,
+    ) -> None:
+        if num_classes < 2:
+            raise ValueError(f"num_classes counts the blank (id 0) and at least one label, so it "
+                             f"must be >= 2, got {num_classes}")
+        super().__init__(
+            num_classes=num_classes, input_size=input_size, vocab_size=vocab_size,
+            embedding_dim=embedding_dim, hidden_size=hidden_size, cell=cell,
+            num_layers=num_layers, bidirectional=bidirectional, dropout=dropout, **cell_options,
+        )
+        self.inputs = _InputLayer(vocab_size, input_size, embedding_dim)
+        self.rnn = Recurrent(cell, self.inputs.size, hidden_size, num_layers=num_layers,
+                             bidirectional=bidirectional, dropout=dropout, **cell_options)
+        self.head = Linear((2 if bidirectional else 1) * hidden_size, num_classes)
+        self.dropout = dropout
+
+    def forward(self, batch: Batch) -> Tensor:
+        """Per-frame log-probabilities (T, B, C); C = num_classes, blank first."""
+        x = self.inputs(np.swapaxes(batch.x, 0, 1), self)
+        x = dropout_fn(x, self.dropout, self.training)
+        out, _ = self.rnn(x, None, lengths=batch.x_lengths)
+        out = dropout_fn(out, self.dropout, self.training)
+        return log_softmax(self.head(out), axis=-1)
+
+    @staticmethod
+    def _lengths(batch: Batch) -> tuple[Arr, Arr]:
+        b = len(batch)
+        il = batch.x_lengths if batch.x_lengths is not None else np.full(b, batch.x.shape[1])
+        tl = batch.y_lengths if batch.y_lengths is not None else np.full(b, batch.y.shape[1])
+        return np.asarray(il, dtype=np.int64), np.asarray(tl, dtype=np.int64)
+
+    def _total(self, batch: Batch, log_probs: Tensor) -> Tensor:
+        """The summed CTC loss of the batch."""
+        if batch.y.ndim != 2 or batch.y.dtype.kind not in "iu":
+            raise ValueError(f"a transcriber needs label ids y (B, S), got {batch.y.dtype} "
+                             f"{batch.y.shape}")
+        il, tl = self._lengths(batch)
+        return ctc_loss(log_probs, np.asarray(batch.y, dtype=np.int64), il, tl, blank=self.blank,
+                        reduction="sum", zero_infinity=True)
+
+    def loss(self, batch: Batch, state: State = None) -> StepResult:
+        count = int(self._lengths(batch)[1].sum())
+        return StepResult(self._total(batch, self(batch)) / float(max(count, 1)), count)
+
+    def evaluate_batch(self, batch: Batch, state: State = None) -> tuple[dict[str, float], State]:
+        with no_grad():
+            log_probs = self(batch)
+            total = self._total(batch, log_probs).item()
+        best = backend.to_numpy(log_probs.data.argmax(axis=-1)).T  # (B, T)
+        il, tl = self._lengths(batch)
+        pred = [decoding.ctc_collapse(best[b, : il[b]], self.blank) for b in range(len(batch))]
+        gold = [batch.y[b, : tl[b]].tolist() for b in range(len(batch))]
+        edits, ref = error_counts(pred, gold)
+        return {"loss_sum": total, "count": ref, "edits": edits, "ref_tokens": ref,
+                "exact": sum(p == g for p, g in zip(pred, gold)), "sequences": len(batch)}, None
+
+    def predict(self, batch: Batch, method: str = "greedy", beam_width: int = 8) -> list[list[int]]:
+        """The label ids of each example: "greedy" (best path) or "beam" (prefix beam search)."""
+        if method not in ("greedy", "beam"):
+            raise ValueError(f"method must be 'greedy' or 'beam', got {method!r}")
+        was = self.training
+        self.eval()
+        try:
+            with no_grad():
+                lp = backend.to_numpy(self(batch).data)  # (T, B, C)
+        finally:
+            self.train(was)
+        il, _ = self._lengths(batch)
+        if method == "greedy":
+            return [decoding.ctc_greedy_decode(lp[: il[b], b], self.blank) for b in range(len(batch))]
+        return [decoding.ctc_prefix_beam_search(lp[: il[b], b], beam_width, self.blank)[0].tokens
+                for b in range(len(batch))]
+
+
 # ---- shared decoder for one-to-many and encoder-decoder ------------------------------------
 @dataclass
 class _Memory:
@@ -915,6 +1123,10 @@ class OneToMany(_Generating):
         v = self._floats(batch.x)
         if v.ndim != 2 or v.shape[1] != self.config["condition_size"]:
             raise ValueError(f"expected condition vectors (B, {self.config['condition_size']}), got {v.shape}")
+        return self.conditioned(v)
+
+    def conditioned(self, v: Tensor) -> tuple[State, Tensor | None]:
+        """The decoder's start state and per-step extra input for condition vectors v (B, F)."""
         extra = v if self.condition in ("input", "both") else None
         if self.to_state is None:
             return None, extra
@@ -924,6 +1136,24 @@ class OneToMany(_Generating):
             return h, extra
         zeros = _wrap(self.device.xp.zeros(h.shape, dtype=h.dtype), self.device)
         return (h, *([zeros] * (self.arity - 1))), extra
+
+
+class ImageCaptioner(OneToMany):
+    """An image (B, H, W, C) -> a caption: a :class:`~tinyseq.nn.patches.PatchEncoder`'s
+    vector (``condition_size``) conditions :class:`OneToMany`'s decoder (``condition``:
+    state, input or both); encoder and decoder train together."""
+
+    kind = "captioner"
+
+    def __init__(self, image_shape: Sequence[int], vocab_size: int, patch: int = 4,
+                 channels: int = 16, condition_size: int = 64, **decoder: Any) -> None:
+        super().__init__(condition_size, vocab_size, **decoder)
+        self.config = {"image_shape": [int(s) for s in image_shape], "patch": patch,
+                       "channels": channels, **self.config}
+        self.encoder = PatchEncoder(image_shape, condition_size, patch, channels)
+
+    def initial(self, batch: Batch) -> tuple[State, Tensor | None]:
+        return self.conditioned(self.encoder(self._floats(batch.x)))
 
 
 # ---- one to one ------------------------------------------------------------------------------
@@ -972,7 +1202,7 @@ class OneToOne(SequenceModel):
 
 MODELS: dict[str, type[SequenceModel]] = {
     m.kind: m for m in (LanguageModel, SequenceClassifier, SequenceTagger, SequenceRegressor, Seq2Seq,
-                        OneToMany, OneToOne)
+                        OneToMany, OneToOne, MultiLabelTagger, ImageCaptioner)
 }
 
 

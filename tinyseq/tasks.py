@@ -9,6 +9,7 @@
 | seq2seq     | many to many (Tx≠Ty)  | TSV ``source<TAB>target``; npz x, y (N,Ty) ids |
 | one_to_many | one to many           | npz x (N,F) vectors, y (N,Ty) ids             |
 | one_to_one  | one to one            | npz x (N,F), y (N,) classes or (N,K) values   |
+| music       | many to many (Tx=Ty)  | piano-roll npz (``tinyseq.data.pianoroll``)   |
 
 Vocabularies are built from the training file only and stored in every checkpoint
 (``metadata["vocabs"]``) so that ``generate``/``evaluate``/``predict`` read the same ids.
@@ -33,8 +34,10 @@ from .data import (
     Vocab,
     default_corpus,
     encode_stream,
+    next_step_examples,
     read_conll,
     read_numeric,
+    read_pianorolls,
     read_text,
     read_tsv,
     split_text,
@@ -42,6 +45,7 @@ from .data import (
 )
 from .models import (
     LanguageModel,
+    MultiLabelTagger,
     OneToMany,
     OneToOne,
     Seq2Seq,
@@ -58,7 +62,8 @@ _EXTENSIONS = {".txt": "text", ".text": "text", ".tsv": "tsv", ".conll": "conll"
                ".iob": "conll", ".npz": "numeric", ".npy": "numeric"}
 _FORMATS = {"lm": ("text",), "classify": ("tsv", "numeric"), "tag": ("conll", "numeric"),
             "regress": ("numeric",),
-            "seq2seq": ("tsv", "numeric"), "one_to_many": ("numeric",), "one_to_one": ("numeric",)}
+            "seq2seq": ("tsv", "numeric"), "one_to_many": ("numeric",), "one_to_one": ("numeric",),
+            "music": ("numeric",)}
 
 
 @dataclass
@@ -103,6 +108,11 @@ def load_examples(path: str, cfg: TrainConfig, vocabs: dict[str, Vocab], build: 
     task = cfg.task
     xs: list[Any]
     ys: list[Any]
+    if task == "music":  # next-step prediction: x = roll[:-1], y = roll[1:] of each piece
+        xs, ys = next_step_examples(read_pianorolls(path))
+        if not xs:
+            raise DataFormatError(path, None, "expected pieces of at least 2 steps, found none")
+        return xs, ys, True, True
     if fmt == "numeric":
         return _numeric_examples(read_numeric(path), task, path)
     if task == "classify":
@@ -281,6 +291,9 @@ def _model(cfg: TrainConfig, vocabs: dict[str, Vocab], xs: list[Any], ys: list[A
         src = {"src_vocab_size": source["vocab_size"]} if "vocab_size" in source else source
         return Seq2Seq(tgt, **src, embedding_dim=emb, bidirectional=bool(cfg.bidirectional),
                        teacher_forcing=cfg.teacher_forcing, attention=cfg.attention, **_common(cfg))
+    if cfg.task == "music":
+        p = int(np.asarray(ys[0]).shape[-1])
+        return MultiLabelTagger(p, input_size=p, bidirectional=False, **_common(cfg))
     if cfg.task == "one_to_many":
         v = int(max(int(np.max(y)) for y in ys)) + 1
         return OneToMany(x0.shape[-1], max(v, 4), embedding_dim=emb, condition=cfg.condition,

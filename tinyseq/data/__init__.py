@@ -17,6 +17,7 @@ from .conll import read_conll, validate_bio
 from .corpus import default_corpus
 from .errors import DataFormatError
 from .numeric import NumericData, read_numeric
+from .pianoroll import PianoRolls, next_step_examples, read_pianorolls, split_pieces, write_pianorolls
 from .text import encode_stream, read_lines, read_text, split_text
 from .tokenize import word_tokenize
 from .tsv import read_tsv
@@ -35,6 +36,11 @@ __all__ = [
     "DataFormatError",
     "NumericData",
     "read_numeric",
+    "PianoRolls",
+    "read_pianorolls",
+    "write_pianorolls",
+    "split_pieces",
+    "next_step_examples",
     "encode_stream",
     "read_lines",
     "read_text",
