@@ -39,6 +39,11 @@ def _data(task: str, d: Path) -> str | None:
     if task == "regress":
         np.save(d / "s.npy", rng.standard_normal((20, 6, 2)).astype(np.float32))
         return str(d / "s.npy")
+    if task == "transcribe":  # frames and shorter transcripts; id 0 is the CTC blank
+        np.savez(d / "a.npz", x=rng.standard_normal((20, 8, 3)).astype(np.float32),
+                 x_lengths=rng.integers(5, 9, 20), y=rng.integers(1, 4, (20, 3)),
+                 y_lengths=rng.integers(1, 4, 20))
+        return str(d / "a.npz")
     if task == "one_to_many":
         np.savez(d / "o.npz", x=rng.standard_normal((20, 3)).astype(np.float32),
                  y=rng.integers(4, 7, (20, 3)))

@@ -481,11 +481,49 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict_transcripts(model: Any, args: argparse.Namespace) -> int:
+    """A transcriber's label ids for each example of a .npz file of frames: 'x' (N, T, F)
+    and optionally 'x_lengths' (N,); one line per example, its index, a tab, the ids."""
+    from .data import Batch, DataFormatError
+
+    if args.input or not args.data:
+        raise ValueError("a transcriber reads frames, not text: give --data FILE.npz holding 'x' "
+                         "(N, T, F) float frames and optionally 'x_lengths' (N,)")
+    path = args.data
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"data file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: np.asarray(f[k]) for k in ("x", "x_lengths") if k in f.files}
+    except (ValueError, OSError, AttributeError) as err:
+        raise DataFormatError(path, None, f"expected a .npz file of numeric arrays ({err})") from None
+    x = arrays.get("x")
+    size = model.config.get("input_size")
+    if x is None or x.ndim != 3 or x.dtype.kind != "f" or x.shape[2] != size:
+        got = "no 'x'" if x is None else f"'x' {x.dtype} {x.shape}"
+        raise DataFormatError(path, None, f"expected 'x' as float frames (N, T, {size}), got {got}")
+    lengths = arrays.get("x_lengths", np.full(x.shape[0], x.shape[1]))
+    if lengths.shape != (x.shape[0],) or lengths.dtype.kind not in "iu" or (
+            lengths.size and (lengths.min() < 1 or lengths.max() > x.shape[1])):
+        raise DataFormatError(path, None, f"expected 'x_lengths' as {x.shape[0]} integers in "
+                              f"[1, {x.shape[1]}], got {lengths.dtype} {lengths.shape}")
+    method = "beam" if args.beam else "greedy"
+    for start in range(0, x.shape[0], 32):
+        rows = slice(start, start + 32)
+        batch = Batch(x=x[rows].astype(np.float32), y=np.zeros((len(x[rows]), 1), dtype=np.int64),
+                      x_lengths=lengths[rows].astype(np.int64))
+        for i, ids in enumerate(model.predict(batch, method=method, beam_width=args.beam or 8)):
+            print(f"{start + i}\t{' '.join(str(t) for t in ids)}")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     _check_decoding_flags(args)
     model, _, vocabs, cfg = _load(args.checkpoint)
     if model.kind == "language_model":
         raise ValueError("for a language model use `tinyseq generate --prime TEXT`")
+    if model.kind == "transcriber":
+        return _predict_transcripts(model, args)
     inputs = list(args.input)
     if args.data:
         from .data import DataFormatError, read_lines

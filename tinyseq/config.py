@@ -36,7 +36,8 @@ from .checks import check_int, check_number, given
 __all__ = ["TrainConfig", "ConfigError", "TASKS", "TASK_DEFAULTS", "load_toml", "make_config",
            "QUICK"]
 
-TASKS = ("lm", "classify", "tag", "regress", "seq2seq", "one_to_many", "one_to_one", "music")
+TASKS = ("lm", "classify", "tag", "regress", "seq2seq", "one_to_many", "one_to_one", "music",
+         "transcribe")
 
 
 @dataclass
@@ -111,6 +112,9 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "one_to_many": {"hidden_size": 128, "embedding_dim": 32, "batch_size": 32, "lr": 3e-3,
                     "out": "runs/one_to_many"},
     "one_to_one": {"hidden_size": 64, "batch_size": 32, "lr": 3e-3, "out": "runs/one_to_one"},
+    # frames to labels: both directions see the whole utterance before each frame's output
+    "transcribe": {"hidden_size": 128, "batch_size": 16, "lr": 3e-3, "bidirectional": True,
+                   "monitor": "error_rate", "out": "runs/transcribe"},
     # piano rolls are dense 88-wide binary steps: no embedding, a unidirectional model
     "music": {"hidden_size": 128, "batch_size": 16, "lr": 3e-3, "bidirectional": False,
               "out": "runs/music"},
@@ -129,7 +133,8 @@ HELP: dict[str, str] = {
             "the next token), classify (many to one), tag (many to many, Tx = Ty: a label per "
             "step), regress (many to many, Tx = Ty: per-step regression), seq2seq (many to many, "
             "Tx != Ty: encoder-decoder), one_to_many (one to many), one_to_one (one to one), "
-            "music (many to many, Tx = Ty: the notes of the next step of a piano roll); "
+            "music (many to many, Tx = Ty: the notes of the next step of a piano roll), "
+            "transcribe (many to many, unaligned: frames to labels with CTC, e.g. speech); "
             "default lm",
     "train": "training data file (lm without one: the built-in corpus)",
     "valid": "validation data file (default: hold out --valid-fraction of the training data)",
@@ -213,6 +218,7 @@ _METRICS: dict[str, tuple[str, ...]] = {
     "seq2seq": ("loss", "accuracy", "exact_match"),
     "one_to_many": ("loss", "accuracy", "exact_match"),
     "one_to_one": ("loss", "accuracy"),
+    "transcribe": ("loss", "error_rate", "exact_match"),
     "music": ("loss",),  # NLL per step, nats summed over pitches
 }
 _OPTIONAL = {f.name for f in dataclasses.fields(TrainConfig) if "None" in str(f.type)}

@@ -6,6 +6,7 @@
 | one to many           | :class:`OneToMany`     | music composition, captioning     |
 | many to one           | :class:`SequenceClassifier` | text classification          |
 | many to many, Tx = Ty | :class:`SequenceTagger`, :class:`LanguageModel`, :class:`SequenceRegressor` | named entities, next character |
+| many to many, unaligned | :class:`SequenceTranscriber` (CTC) | speech recognition |
 | many to many, Tx ≠ Ty | :class:`Seq2Seq`       | translation, chatbot (attention)  |
 
 The trainer's contract (:class:`SequenceModel`):
@@ -31,10 +32,12 @@ import numpy.typing as npt
 
 from . import backend, decoding
 from .backend import Device
+from .ctc import ctc_loss
 from .data.batching import Batch
 from .functional import dropout as dropout_fn
+from .functional import log_softmax
 from .losses import binary_cross_entropy_with_logits, cross_entropy
-from .metrics import entity_counts, token_counts
+from .metrics import entity_counts, error_counts, token_counts
 from .nn import CRF, CharFeatures, Embedding, Linear, Module
 from .nn.attention import SCORES, Attention
 from .nn.patches import PatchEncoder
@@ -48,6 +51,7 @@ __all__ = [
     "SequenceClassifier",
     "SequenceTagger",
     "SequenceRegressor",
+    "SequenceTranscriber",
     "Seq2Seq",
     "OneToMany",
     "OneToOne",
@@ -1202,7 +1206,7 @@ class OneToOne(SequenceModel):
 
 MODELS: dict[str, type[SequenceModel]] = {
     m.kind: m for m in (LanguageModel, SequenceClassifier, SequenceTagger, SequenceRegressor, Seq2Seq,
-                        OneToMany, OneToOne, MultiLabelTagger, ImageCaptioner)
+                        OneToMany, OneToOne, MultiLabelTagger, ImageCaptioner, SequenceTranscriber)
 }
 
 

@@ -9,6 +9,7 @@
 | seq2seq     | many to many (Tx≠Ty)  | TSV ``source<TAB>target``; npz x, y (N,Ty) ids |
 | one_to_many | one to many           | npz x (N,F) vectors, y (N,Ty) ids             |
 | one_to_one  | one to one            | npz x (N,F), y (N,) classes or (N,K) values   |
+| transcribe  | many to many, CTC     | npz x (N,T,F), y (N,S) ids >= 1, lengths      |
 | music       | many to many (Tx=Ty)  | piano-roll npz (``tinyseq.data.pianoroll``)   |
 
 Vocabularies are built from the training file only and stored in every checkpoint
@@ -53,6 +54,7 @@ from .models import (
     SequenceModel,
     SequenceRegressor,
     SequenceTagger,
+    SequenceTranscriber,
 )
 
 __all__ = ["Task", "build_task", "load_examples", "detect_format"]
@@ -63,6 +65,7 @@ _EXTENSIONS = {".txt": "text", ".text": "text", ".tsv": "tsv", ".conll": "conll"
 _FORMATS = {"lm": ("text",), "classify": ("tsv", "numeric"), "tag": ("conll", "numeric"),
             "regress": ("numeric",),
             "seq2seq": ("tsv", "numeric"), "one_to_many": ("numeric",), "one_to_one": ("numeric",),
+            "transcribe": ("numeric",),
             "music": ("numeric",)}
 
 
@@ -213,6 +216,8 @@ def _numeric_examples(d: NumericData, task: str, path: str) -> tuple[list[Any], 
     if task == "seq2seq" and (d.y.dtype.kind not in "iu" or d.y.ndim != 2):
         raise DataFormatError(path, None, f"task seq2seq expects 'y' as target token ids (N, Ty), "
                               f"got {d.y.dtype} {d.y.shape}")
+    if task == "transcribe":
+        return xs, _transcripts(d, path), True, True
     if task == "regress":
         if d.y.dtype.kind != "f" or d.y.ndim != 3 or d.y.shape[1] != d.x.shape[1]:
             raise DataFormatError(path, None, f"task regress expects float targets 'y' (N, T, K) aligned "
@@ -222,6 +227,19 @@ def _numeric_examples(d: NumericData, task: str, path: str) -> tuple[list[Any], 
     ys = _rows(d.y, ylens)
     _no_negative(ys, "y", "tag ids" if task == "tag" else "token ids", path)
     return xs, ys, True, True
+
+
+def _transcripts(d: NumericData, path: str) -> list[Arr]:
+    """The label ids of each example's transcript (its first y_lengths ids), all >= 1."""
+    if d.y.dtype.kind not in "iu" or d.y.ndim != 2:
+        raise DataFormatError(path, None, f"task transcribe expects 'y' as label ids (N, S) (with "
+                              f"'y_lengths' when padded), got {d.y.dtype} {d.y.shape}")
+    ys = _rows(d.y, d.y_lengths)
+    for i, r in enumerate(ys):
+        if r.size and r.min() < 1:
+            raise DataFormatError(path, None, f"task transcribe expects label ids >= 1 in 'y' (id 0 "
+                                  f"is the CTC blank), example {i} holds {r.min()}")
+    return ys
 
 
 # ---- building everything ------------------------------------------------------------------
@@ -294,6 +312,11 @@ def _model(cfg: TrainConfig, vocabs: dict[str, Vocab], xs: list[Any], ys: list[A
     if cfg.task == "music":
         p = int(np.asarray(ys[0]).shape[-1])
         return MultiLabelTagger(p, input_size=p, bidirectional=False, **_common(cfg))
+    if cfg.task == "transcribe":
+        n = int(max(int(np.max(y)) for y in ys if len(y))) + 1
+        bidir = True if cfg.bidirectional is None else cfg.bidirectional
+        return SequenceTranscriber(max(n, 2), **source, embedding_dim=emb, bidirectional=bidir,
+                                   **_common(cfg))
     if cfg.task == "one_to_many":
         v = int(max(int(np.max(y)) for y in ys)) + 1
         return OneToMany(x0.shape[-1], max(v, 4), embedding_dim=emb, condition=cfg.condition,
