@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, NoReturn, TypeVar
@@ -165,6 +166,8 @@ class MPICommunicator(Communicator):
     def abort(self, message: str, code: int = 1) -> NoReturn:
         sys.stderr.write(f"rank {self.rank}: {message}\n")
         sys.stderr.flush()
+        # the launcher stops forwarding output once the job is aborted: give it the lines first
+        time.sleep(_FLUSH_SECONDS)
         self.comm.Abort(code)
         raise SystemExit(code)  # not reached: Abort ends the process
 
@@ -174,6 +177,9 @@ def _abort_on_error(comm: MPICommunicator) -> None:
     previous = sys.excepthook
 
     def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+        # the one line first: should the launcher cut the output short, it is the one to keep
+        sys.stderr.write(f"rank {comm.rank}: {kind.__name__}: {value}\n")
+        sys.stderr.flush()
         previous(kind, value, tb)
         comm.abort(f"{kind.__name__}: {value} (ending all {comm.size} processes)")
 
@@ -205,6 +211,7 @@ def use_local_gpu() -> int:
 
 
 _COMM: Communicator | None = None
+_FLUSH_SECONDS = 0.3
 
 
 def get_comm(distributed: bool | None = None) -> Communicator:
