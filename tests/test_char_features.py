@@ -4,6 +4,7 @@ unknown words that keep their shape; the models and batches that carry them."""
 from __future__ import annotations
 
 import string
+from typing import Any
 
 import numpy as np
 import pytest
@@ -112,3 +113,45 @@ def test_bad_inputs_are_named() -> None:
                         chars=[[np.array([1])]])
     with pytest.raises(ValueError, match="needs char_vocab_size"):
         SequenceTagger(2, vocab_size=5, char_features=True)
+
+
+def test_config_shapes_are_predicted_with_char_features_and_crf() -> None:
+    from tinyseq.model_shapes import config_mismatch, parameter_shapes
+
+    model = SequenceTagger(3, vocab_size=10, embedding_dim=4, hidden_size=5, tag_names=["B-X", "I-X", "O"],
+                           char_features=True, char_vocab_size=7, char_embedding_dim=3,
+                           char_hidden_size=2, crf=True)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert parameter_shapes("tagger", model.config) == shapes
+    assert "crf.transitions" in shapes and "chars.embedding.weight" in shapes
+    problem = config_mismatch("tagger", {**model.config, "char_hidden_size": 9}, shapes)
+    assert problem is not None and "char_hidden_size=9" in problem
+
+
+CONLL = ("Maria B-PER\nSantos I-PER\nflew O\nto O\nLisbon B-LOC\n, O\nin O\n1990 B-DATE\n. O\n\n"
+         "John B-PER\nmet O\nDr. B-PER\nKhan I-PER\nin O\nOslo B-LOC\n. O\n\n")
+
+
+def test_cli_tagger_with_char_features_and_crf(tmp_path: Any, capsys: Any) -> None:
+    from tinyseq.checkpoint import load_checkpoint
+    from tinyseq.cli import main
+
+    (tmp_path / "t.conll").write_text(CONLL * 4)
+    out = tmp_path / "run"
+    assert main(["train", "--task", "tag", "--train", str(tmp_path / "t.conll"), "--char-features",
+                 "--crf", "--char-hidden-size", "6", "--hidden-size", "8", "--embedding-dim", "8",
+                 "--max-steps", "3", "--out", str(out), "--no-progress"]) == 0
+    ckpt = load_checkpoint(str(out / "last.npz"))
+    assert "M" in ckpt.metadata["vocabs"]["chars"]["tokens"]  # the character vocabulary, case kept
+    capsys.readouterr()
+    # a raw sentence: punctuation split off, abbreviations and numbers kept
+    assert main(["predict", "--checkpoint", str(out / "last.npz"), "--input",
+                 "Zorblat met Dr. Quux in Paris, in 1917."]) == 0
+    shown = capsys.readouterr().out.split()
+    assert [w.rsplit("/", 1)[0] for w in shown] == ["Zorblat", "met", "Dr.", "Quux", "in", "Paris",
+                                                   ",", "in", "1917", "."]
+    tags = [w.rsplit("/", 1)[1] for w in shown]
+    assert all(t in ("B-PER", "I-PER", "B-LOC", "B-DATE", "O") for t in tags)
+    assert main(["evaluate", "--checkpoint", str(out / "last.npz"), "--data",
+                 str(tmp_path / "t.conll")]) == 0
+    assert main(["train", "--task", "lm", "--crf", "--no-progress"]) == 1

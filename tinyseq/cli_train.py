@@ -414,7 +414,7 @@ def _show_ids(ids: list[int], vocab: Any) -> str:
 
 
 def _inputs_batch(model: Any, vocabs: dict[str, Any], cfg: Any, inputs: list[str]) -> Any:
-    from .data import Batch, pad_sequences, tokenize
+    from .data import Batch, pad_characters, pad_sequences, tokenize, word_tokenize
 
     if not inputs:
         raise ValueError("no inputs: give at least one --input TEXT (predict also reads --data FILE)")
@@ -433,12 +433,14 @@ def _inputs_batch(model: Any, vocabs: dict[str, Any], cfg: Any, inputs: list[str
             rows.append(row)
         return Batch(x=np.array(rows, dtype=np.float32), y=np.zeros((n, 1), dtype=np.int64))
     key = "source" if "source" in vocabs else "input"
+    words: list[list[str]] = []
     if key in vocabs:
         vocab = vocabs[key]
-        # tagging files hold whitespace-separated tokens; other text is tokenized
-        seqs = [vocab.encode((s.lower() if cfg.lowercase else s).split() if model.kind == "tagger"
-                             else tokenize(s.lower() if cfg.lowercase else s, vocab.level))
-                or [vocab.unk_id] for s in inputs]
+        # a tagger reads prose as words and punctuation; other text at its vocabulary's level
+        words = [word_tokenize(s) if model.kind == "tagger" else tokenize(s, vocab.level)
+                 for s in inputs]
+        seqs = [vocab.encode([w.lower() for w in ws] if cfg.lowercase else ws) or [vocab.unk_id]
+                for ws in words]
     else:  # trained on .npz ids: the input is ids too
         seqs = []
         for s in inputs:
@@ -451,12 +453,20 @@ def _inputs_batch(model: Any, vocabs: dict[str, Any], cfg: Any, inputs: list[str
                                  "whitespace-separated integers >= 0, e.g. '5 8 2'")
             seqs.append(ids)
     x, lens = pad_sequences(seqs, 0, dtype=np.int64)
+    chars = char_lengths = None
+    if model.config.get("char_features"):  # each word's characters, as written
+        if "chars" not in vocabs or not words:
+            raise ValueError("this model reads character features: the checkpoint needs its "
+                             "character vocabulary ('chars') and text inputs")
+        cv = vocabs["chars"]
+        chars, char_lengths = pad_characters(
+            [[cv.encode(list(w)) for w in (ws or [""])] for ws in words], x.shape[1])
     return Batch(x=x, y=np.zeros((n, 1), dtype=np.int64), x_lengths=lens,
-                 y_lengths=np.ones(n, dtype=np.int64))
+                 y_lengths=np.ones(n, dtype=np.int64), chars=chars, char_lengths=char_lengths)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .tasks import build_task, evaluation_stream, load_examples
+    from .tasks import build_task, evaluation_stream, load_chars, load_examples
     from .trainer import Trainer
 
     model, _, vocabs, cfg = _load(args.checkpoint)
@@ -470,7 +480,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             from .data import SequenceDataset
 
             xs, ys, xseq, yseq = load_examples(args.data, cfg, dict(vocabs), build=False)
-            data = SequenceDataset(xs, ys, cfg.batch_size or 32, xseq, yseq, shuffle=False)
+            chars = load_chars(args.data, cfg, dict(vocabs), build=False)
+            data = SequenceDataset(xs, ys, cfg.batch_size or 32, xseq, yseq, shuffle=False,
+                                   chars=chars)
     else:
         task = build_task(cfg, vocabs)
         data = task.valid_data
@@ -539,9 +551,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for text, c in zip(inputs, model.predict(batch)):
             print(f"{labels.itos[int(c)] if labels else int(c)}\t{text}")
     elif model.kind == "tagger":
+        from .data import word_tokenize
+
         tags = vocabs.get("tags")
         for text, pred in zip(inputs, model.predict(batch)):
-            words = text.split()
+            words = word_tokenize(text)  # as _inputs_batch split it
             shown = [f"{w}/{tags.itos[t] if tags else t}" for w, t in zip(words, pred)]
             print(" ".join(shown))
     elif model.kind in ("seq2seq", "one_to_many"):

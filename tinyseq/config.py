@@ -64,6 +64,10 @@ class TrainConfig:
     pooling: str = "last"
     condition: str = "state"
     teacher_forcing: float = 1.0
+    char_features: bool = False  # taggers, classifiers: a recurrent layer over each word's characters
+    char_embedding_dim: int = 16
+    char_hidden_size: int = 25
+    crf: bool = False  # taggers: a linear-chain CRF output layer
     attention: str | None = None  # seq2seq: additive, dot or general (None: no attention)
     cell_options: dict[str, Any] = field(default_factory=dict)
     # training
@@ -153,6 +157,12 @@ HELP: dict[str, str] = {
     "pooling": "many-to-one summary: last (last valid step), mean or max",
     "condition": "one-to-many: the vector sets the initial state, joins each input, or both",
     "teacher_forcing": "probability of feeding the gold token (< 1: scheduled sampling)",
+    "char_features": "tag, classify: join each word's embedding with a bidirectional --cell over "
+                     "its characters (unknown words keep their shape: capitals, digits, suffixes)",
+    "char_embedding_dim": "size of character embeddings (with --char-features)",
+    "char_hidden_size": "hidden units per direction of the character layer (with --char-features)",
+    "crf": "tag: a linear-chain CRF output layer (transition scores, Viterbi decoding, BIO "
+           "constraints when the tags are BIO)",
     "attention": "seq2seq: the decoder attends to the encoder's outputs, scored additive "
                  "(Bahdanau), dot or general (Luong); default none",
     "seq_len": "language model: steps per window of truncated BPTT",
@@ -193,6 +203,7 @@ _INT_MIN: dict[str, int] = {
     "min_freq": 1, "max_vocab": 5, "hidden_size": 1, "embedding_dim": 1, "num_layers": 1,
     "seq_len": 1, "batch_size": 1, "bucket": 0, "epochs": 1, "max_steps": 1, "eval_every": 1,
     "checkpoint_every": 1, "patience": 1, "seed": 0, "threads": 1, "sample_length": 1,
+    "char_embedding_dim": 1, "char_hidden_size": 1,
 }
 # floats: (test, what the message says is expected); NaN never passes
 _FLOAT_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
@@ -204,7 +215,7 @@ _FLOAT_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
     "clip_norm": (lambda v: 0.0 <= v < math.inf, "a finite number > 0 (or 0: no clipping)"),
     "max_time": (lambda v: v > 0.0, "a number of seconds > 0 (or inf: no limit)"),
 }
-_BOOLS = ("lowercase", "bidirectional", "progress", "plot")
+_BOOLS = ("lowercase", "bidirectional", "progress", "plot", "char_features", "crf")
 _PATHS = ("train", "valid", "out")
 _FORMATS = ("text", "tsv", "conll", "numeric")
 _DEVICES = ("cpu", "cuda", "testcpu")
@@ -417,6 +428,16 @@ def _validate(cfg: TrainConfig, labels: dict[str, str], option_labels: dict[str,
     if cfg.task == "music" and cfg.bidirectional:
         raise ConfigError(f"{labels.get('bidirectional', 'bidirectional')}: task music predicts "
                           "each next step, which a bidirectional model would read ahead; drop it")
+    if cfg.char_features and cfg.task not in ("tag", "classify"):
+        raise ConfigError(f"{labels.get('char_features', 'char_features')}: character features are "
+                          f"for task tag or classify (word inputs), got task {cfg.task!r}")
+    if cfg.char_features and cfg.task == "classify" and cfg.level != "word":
+        raise ConfigError(f"{labels.get('char_features', 'char_features')}: character features "
+                          f"read words; task classify needs --level word with them, got level "
+                          f"{cfg.level!r}")
+    if cfg.crf and cfg.task != "tag":
+        raise ConfigError(f"{labels.get('crf', 'crf')}: the CRF output layer is for task tag, "
+                          f"got task {cfg.task!r}")
     metrics = _METRICS[cfg.task]
     if cfg.monitor is not None and cfg.monitor not in metrics:
         raise ConfigError(f"{labels.get('monitor', 'monitor')}: task {cfg.task} reports the "

@@ -57,7 +57,7 @@ from .models import (
     SequenceTranscriber,
 )
 
-__all__ = ["Task", "build_task", "load_examples", "detect_format"]
+__all__ = ["Task", "build_task", "load_examples", "load_chars", "detect_format"]
 
 Arr = npt.NDArray[Any]
 _EXTENSIONS = {".txt": "text", ".text": "text", ".tsv": "tsv", ".conll": "conll", ".bio": "conll",
@@ -147,6 +147,27 @@ def load_examples(path: str, cfg: TrainConfig, vocabs: dict[str, Vocab], build: 
         ys = [np.asarray(vocabs["target"].encode(t, eos=True)) for t in tgt]
         return xs, ys, True, True
     raise ValueError(f"task {task!r} cannot read {fmt} files")
+
+
+def load_chars(path: str, cfg: TrainConfig, vocabs: dict[str, Vocab], build: bool) -> list[list[Arr]] | None:
+    """Each example's words' character ids (as written: case kept) when ``cfg.char_features``,
+    else None; builds ``vocabs["chars"]`` from the training file when ``build``."""
+    if not cfg.char_features:
+        return None
+    if detect_format(path, cfg.task, cfg.format) == "numeric":
+        raise DataFormatError(path, None, "character features (--char-features) need the words' "
+                              "text: expected a CoNLL or TSV file, got numeric ids")
+    if cfg.task == "tag":
+        words = [list(s) for s, _ in read_conll(path)]
+    else:  # as load_examples reads them; an empty text is one (character-less) word
+        words = [tokenize(t, cfg.level) or [""] for t, _ in read_tsv(path, ("text", "label"))]
+    if build:
+        vocabs["chars"] = Vocab.build([[c for w in ws for c in w] for ws in words], level="char")
+    if "chars" not in vocabs:
+        raise ValueError("this model reads character features but the checkpoint holds no "
+                         "character vocabulary ('chars')")
+    chars = vocabs["chars"]
+    return [[np.asarray(chars.encode(list(w)), dtype=np.int64) for w in ws] for ws in words]
 
 
 def _label(vocab: Vocab, label: str, path: str) -> int:
@@ -252,8 +273,10 @@ def build_task(cfg: TrainConfig, vocabs: dict[str, Vocab] | None = None) -> Task
     given = vocabs is not None
     vocabs = dict(vocabs or {})
     xs, ys, xseq, yseq = load_examples(cfg.train, cfg, vocabs, build=not given)
+    cs = load_chars(cfg.train, cfg, vocabs, build=not given)
     if cfg.valid:
         vx, vy, _, _ = load_examples(cfg.valid, cfg, vocabs, build=False)
+        vc = load_chars(cfg.valid, cfg, vocabs, build=False)
     else:
         n_valid = int(round(len(xs) * cfg.valid_fraction))
         rng = np.random.default_rng(cfg.seed)
@@ -261,9 +284,12 @@ def build_task(cfg: TrainConfig, vocabs: dict[str, Vocab] | None = None) -> Task
         hold, keep = order[:n_valid], order[n_valid:]
         vx, vy = [xs[i] for i in hold], [ys[i] for i in hold]
         xs, ys = [xs[i] for i in keep], [ys[i] for i in keep]
+        vc = None if cs is None else [cs[i] for i in hold]
+        cs = None if cs is None else [cs[i] for i in keep]
     bs = cfg.batch_size or 32
-    train = SequenceDataset(xs, ys, bs, xseq, yseq, shuffle=True, bucket=cfg.bucket if xseq else 0, seed=cfg.seed)
-    valid = SequenceDataset(vx, vy, bs, xseq, yseq, shuffle=False) if vx else None
+    train = SequenceDataset(xs, ys, bs, xseq, yseq, shuffle=True, bucket=cfg.bucket if xseq else 0,
+                            seed=cfg.seed, chars=cs)
+    valid = SequenceDataset(vx, vy, bs, xseq, yseq, shuffle=False, chars=vc) if vx else None
     model = _model(cfg, vocabs, xs, ys)
     return Task(model, train, valid, vocabs, f"{cfg.task}: {len(xs)} training examples"
                 + (f", {len(vx)} validation" if vx else ""))
@@ -272,6 +298,14 @@ def build_task(cfg: TrainConfig, vocabs: dict[str, Vocab] | None = None) -> Task
 def _common(cfg: TrainConfig) -> dict[str, Any]:
     return {"hidden_size": cfg.hidden_size or 128, "cell": cfg.cell, "num_layers": cfg.num_layers,
             "dropout": cfg.dropout, **cfg.cell_options}
+
+
+def _chars(cfg: TrainConfig, vocabs: dict[str, Vocab]) -> dict[str, Any]:
+    """The character-feature arguments of a tagger or classifier (none when off)."""
+    if not cfg.char_features:
+        return {}
+    return {"char_features": True, "char_vocab_size": len(vocabs["chars"]),
+            "char_embedding_dim": cfg.char_embedding_dim, "char_hidden_size": cfg.char_hidden_size}
 
 
 def _model(cfg: TrainConfig, vocabs: dict[str, Vocab], xs: list[Any], ys: list[Any]) -> SequenceModel:
@@ -294,13 +328,13 @@ def _model(cfg: TrainConfig, vocabs: dict[str, Vocab], xs: list[Any], ys: list[A
     if cfg.task == "classify":
         n = len(vocabs["labels"]) if "labels" in vocabs else int(max(int(y) for y in ys)) + 1
         return SequenceClassifier(n, **source, embedding_dim=emb, bidirectional=bool(cfg.bidirectional),
-                                  pooling=cfg.pooling, **_common(cfg))
+                                  pooling=cfg.pooling, **_chars(cfg, vocabs), **_common(cfg))
     if cfg.task == "tag":
         names = vocabs["tags"].itos if "tags" in vocabs else None
         n = len(names) if names else int(max(int(np.max(y)) for y in ys)) + 1
         bidir = True if cfg.bidirectional is None else cfg.bidirectional
         return SequenceTagger(n, **source, embedding_dim=emb, bidirectional=bidir, tag_names=names,
-                              **_common(cfg))
+                              crf=cfg.crf, **_chars(cfg, vocabs), **_common(cfg))
     if cfg.task == "regress":
         return SequenceRegressor(int(np.asarray(ys[0]).shape[-1]), **source, embedding_dim=emb,
                                  bidirectional=bool(cfg.bidirectional), **_common(cfg))
