@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import backend
 from .losses import _check_reduction
@@ -25,8 +26,10 @@ from .tensor import Array, Tensor, custom
 
 __all__ = ["ctc_loss"]
 
+Host = npt.NDArray[Any]  # a host NumPy array
 
-def _host_ints(value: Any, what: str) -> np.ndarray:  # type: ignore[type-arg]
+
+def _host_ints(value: Any, what: str) -> Host:
     """``value`` (Tensor, array, list or int) as a host int64 array."""
     if isinstance(value, Tensor):
         arr = backend.to_numpy(value.data)
@@ -39,9 +42,7 @@ def _host_ints(value: Any, what: str) -> np.ndarray:  # type: ignore[type-arg]
     return arr.astype(np.int64)
 
 
-def _padded_targets(
-    targets: Any, tl: np.ndarray, n: int, unbatched: bool  # type: ignore[type-arg]
-) -> np.ndarray:  # type: ignore[type-arg]
+def _padded_targets(targets: Any, tl: Host, n: int, unbatched: bool) -> Host:
     """Targets as (N, S) padded rows, from (N, S) padded or (sum(target_lengths),)."""
     tg = _host_ints(targets, "targets")
     if unbatched:

@@ -258,7 +258,7 @@ def ctc_prefix_beam_search(
                     _add_mass(nxt, prefix + (c,), 1, p_b + y)  # a blank between: a new label
                 else:
                     _add_mass(nxt, prefix + (c,), 1, total + y)
-        ranked = sorted(nxt.items(), key=lambda kv: -float(np.logaddexp(*kv[1])))
+        ranked = sorted(nxt.items(), key=lambda kv: -float(np.logaddexp(kv[1][0], kv[1][1])))
         beams = {k: (v[0], v[1]) for k, v in ranked[:beam_width]}
     out = [Hypothesis(list(k), float(np.logaddexp(*v)), float(np.logaddexp(*v)))
            for k, v in beams.items()]
