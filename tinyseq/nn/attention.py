@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ..checks import check_int
 from ..functional import softmax
@@ -70,7 +71,8 @@ class Attention(Module):
         b, t, s = query.shape[0], query.shape[1], prepared.shape[1]
         # (B, T, 1, A) + (B, 1, S, A): every query against every source step
         hidden = tanh(self.query_proj(query).unsqueeze(2) + prepared.unsqueeze(1))
-        return self.v(hidden).reshape(b, t, s)
+        scores: Tensor = self.v(hidden)
+        return scores.reshape(b, t, s)
 
     def attend(self, query: Tensor, keys: Tensor, prepared: Tensor,
                mask: Any = None) -> tuple[Tensor, Tensor]:
@@ -89,7 +91,7 @@ class Attention(Module):
             # a select, not a multiply: padded steps get exactly zero weight and gradient
             # (exp(-inf) = 0). A source with no valid step keeps its raw scores (no 0/0)
             # and gets all-zero weights below.
-            any_valid = m.any(axis=1)
+            any_valid: npt.NDArray[np.bool_] = np.asarray(m.any(axis=1))
             keep = (m | ~any_valid[:, None])[:, None, :]
             weights = softmax(where(keep, raw, -np.inf), axis=-1)
             if not any_valid.all():
