@@ -1,5 +1,5 @@
 """Metrics for sequence models: accuracy, perplexity, bits per token, BIO F1, exact match,
-edit distance and character/token error rate.
+edit distance and character/token error rate, BLEU.
 
 Evaluation over many batches accumulates additive counts (a :class:`MetricSums`) and
 turns them into metrics at the end, so batch sizes never bias an average.
@@ -24,6 +24,7 @@ __all__ = [
     "entity_f1",
     "token_f1",
     "exact_match",
+    "bleu",
     "edit_distance",
     "error_counts",
     "error_rate",
@@ -159,6 +160,51 @@ def error_rate(pred: Iterable[Sequence[Any]], gold: Iterable[Sequence[Any]]) -> 
     """
     edits, ref = error_counts(pred, gold)
     return edits / ref if ref else 0.0
+
+
+def _ngrams(tokens: Sequence[Any], n: int) -> dict[tuple[Any, ...], int]:
+    counts: dict[tuple[Any, ...], int] = {}
+    for i in range(len(tokens) - n + 1):
+        gram = tuple(tokens[i: i + n])
+        counts[gram] = counts.get(gram, 0) + 1
+    return counts
+
+
+def bleu(hypotheses: Sequence[Sequence[Any]], references: Sequence[Sequence[Sequence[Any]]],
+         max_n: int = 4) -> float:
+    """Corpus BLEU (Papineni et al. 2002), BLEU-4 by default, in [0, 1].
+
+    hypotheses: one token sequence per output; references: for each output, one or more
+    reference token sequences. Each n-gram's count is clipped to its largest count in
+    any one reference; the clipped counts and the n-gram totals are summed over the
+    corpus for each n = 1 .. max_n, and their precisions combine as a geometric mean
+    times the brevity penalty exp(1 - r / c) when the hypotheses' total length c is
+    below r, the sum of each output's reference length closest to its own (the shorter
+    on a tie). No smoothing: a corpus without a single matching max_n-gram scores 0.
+    """
+    if len(hypotheses) != len(references):
+        raise ValueError(f"bleu: {len(hypotheses)} hypotheses but references for {len(references)}")
+    if max_n < 1:
+        raise ValueError(f"bleu: max_n must be >= 1, got {max_n}")
+    matches, totals = [0] * max_n, [0] * max_n
+    hyp_len = ref_len = 0
+    for i, (hyp, refs) in enumerate(zip(hypotheses, references)):
+        if not refs:
+            raise ValueError(f"bleu: hypothesis {i} has no reference; expected at least one")
+        hyp_len += len(hyp)
+        ref_len += min((abs(len(r) - len(hyp)), len(r)) for r in refs)[1]
+        for n in range(1, max_n + 1):
+            most: dict[tuple[Any, ...], int] = {}
+            for r in refs:
+                for gram, c in _ngrams(r, n).items():
+                    most[gram] = max(most.get(gram, 0), c)
+            matches[n - 1] += sum(min(c, most.get(gram, 0)) for gram, c in _ngrams(hyp, n).items())
+            totals[n - 1] += max(len(hyp) - n + 1, 0)
+    if hyp_len == 0 or min(matches) == 0:
+        return 0.0
+    log_precision = sum(math.log(m / t) for m, t in zip(matches, totals)) / max_n
+    brevity = 1.0 if hyp_len > ref_len else math.exp(1.0 - ref_len / hyp_len)
+    return brevity * math.exp(log_precision)
 
 
 class MetricSums:

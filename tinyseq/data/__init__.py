@@ -18,6 +18,7 @@ from .corpus import default_corpus
 from .errors import DataFormatError
 from .numeric import NumericData, read_numeric
 from .pianoroll import PianoRolls, next_step_examples, read_pianorolls, split_pieces, write_pianorolls
+from .scenes import Scene, SceneObject, captions, make_scenes, render_scenes
 from .text import encode_stream, read_lines, read_text, split_text
 from .tokenize import word_tokenize
 from .tsv import read_tsv
@@ -41,6 +42,11 @@ __all__ = [
     "write_pianorolls",
     "split_pieces",
     "next_step_examples",
+    "Scene",
+    "SceneObject",
+    "make_scenes",
+    "render_scenes",
+    "captions",
     "encode_stream",
     "read_lines",
     "read_text",

@@ -36,12 +36,15 @@ class PatchEncoder(Module):
         self.conv = Linear(patch * patch * c, channels)
         self.proj = Linear(self.grid[0] * self.grid[1] * channels, out_features)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x (B, H, W, C) -> (B, out_features)."""
+    def patches(self, x: Tensor) -> Tensor:
+        """x (B, H, W, C) -> its patches (B, H/p * W/p, p * p * C), row by row."""
         if tuple(x.shape[1:]) != self.image_shape:
             raise ValueError(f"expected images (B, {', '.join(map(str, self.image_shape))}), "
                              f"got shape {tuple(x.shape)}")
         b, (gh, gw), p, c = x.shape[0], self.grid, self.patch, self.image_shape[2]
-        patches = x.reshape(b, gh, p, gw, p, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, gh * gw, p * p * c)
-        features = relu(self.conv(patches))  # (B, patches, channels)
-        return tanh(self.proj(features.reshape(b, -1)))
+        return x.reshape(b, gh, p, gw, p, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, gh * gw, p * p * c)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (B, H, W, C) -> (B, out_features)."""
+        features = relu(self.conv(self.patches(x)))  # (B, patches, channels)
+        return tanh(self.proj(features.reshape(x.shape[0], -1)))
