@@ -13,7 +13,6 @@ import tinyseq as ts
 from tinyseq.data import Batch, SequenceDataset, Vocab, pad_characters, pad_sequences
 from tinyseq.models import SequenceClassifier, SequenceTagger
 from tinyseq.nn import CharFeatures
-from tinyseq.tensor import Tensor
 from tinyseq.testing import gradcheck
 
 CHARS = Vocab.build([list(string.ascii_letters + string.digits + "-.")], level="char")

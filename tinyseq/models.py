@@ -465,7 +465,7 @@ class SequenceTagger(SequenceModel):
     def _decode(self, logits: Tensor, mask: Arr) -> Arr:
         """Predicted tag ids (B, T): Viterbi with a CRF, else the best tag per step."""
         if self.crf is None:
-            return backend.to_numpy(logits.data.argmax(axis=-1)).T  # type: ignore[no-any-return]
+            return backend.to_numpy(logits.data.argmax(axis=-1)).T
         pred = np.zeros(mask.shape, dtype=np.int64)
         for b, path in enumerate(self.crf.decode(logits, mask.T)):
             pred[b, : len(path)] = path

@@ -24,10 +24,11 @@ ABBREVIATIONS = (
     "Jan", "Feb", "Mar", "Apr", "Jun", "Jul", "Aug", "Sep", "Sept", "Oct", "Nov", "Dec",
 )
 
+_ABBREVIATIONS = "|".join(sorted(ABBREVIATIONS, key=len, reverse=True))
 _TOKEN = re.compile(
     r"""
     (?:[A-Za-z]\.){2,}                        # U.S., e.g., i.e., U.S.A.
-  | (?:%s)\.(?![A-Za-z])                      # Dr., Inc., Jan.
+  | (?:ABBREVIATIONS)\.(?![A-Za-z])           # Dr., Inc., Jan.
   | [A-Z]\.(?![A-Za-z])                       # an initial: Franklin D. Roosevelt
   | \d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,]*\d)  # 1,000 and 12,500.75
   | \d+(?:[.:]\d+)+                           # 3.5, 9:30
@@ -37,7 +38,7 @@ _TOKEN = re.compile(
   | \w+(?:[-'’]\w+)*                          # words, with inner hyphens and apostrophes
   | \.\.\.|--                                 # an ellipsis, a dash
   | \S                                        # any other mark on its own
-    """ % "|".join(sorted(ABBREVIATIONS, key=len, reverse=True)),
+    """.replace("ABBREVIATIONS", _ABBREVIATIONS),
     re.VERBOSE,
 )
 

@@ -1,10 +1,10 @@
 """Layers: Module, Parameter, Linear, Embedding, Dropout, Sequential, losses, recurrent layers,
-attention."""
+attention, character-level word features, a linear-chain CRF."""
 
 from . import init
+from .attention import Attention
 from .char_features import CharFeatures
 from .crf import CRF
-from .attention import Attention
 from .dropout import Dropout
 from .embedding import Embedding
 from .linear import Linear
@@ -31,4 +31,6 @@ __all__ = [
     "load_word_vectors",
     "Recurrent",
     "Attention",
+    "CharFeatures",
+    "CRF",
 ]

@@ -108,7 +108,7 @@ def _weighted_pairs(xp: Any, alpha: Array, beta: Array, e: Array, tr: Array, m: 
     return out
 
 
-def bio_transition_mask(tag_names: list[str]) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[type-arg]
+def bio_transition_mask(tag_names: list[str]) -> tuple[Array, Array]:
     """Which moves BIO allows: (transitions (C, C), start (C,)) bool, True = allowed.
 
     ``I-X`` may follow only ``B-X`` or ``I-X``, and may not start a sequence; every
