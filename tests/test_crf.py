@@ -134,3 +134,28 @@ def test_bad_shapes_are_named() -> None:
         crf.log_partition(_t(np.zeros((2, 1, 3))), np.zeros((2, 1), dtype=bool))
     with pytest.raises(ValueError, match="needs the 5 tag names"):
         CRF(5, constraints=True)
+
+
+def test_tagger_with_crf_loss_and_prediction() -> None:
+    from tinyseq.data import SequenceDataset
+    from tinyseq.models import SequenceTagger
+
+    rng = np.random.default_rng(0)
+    xs = [rng.integers(1, 8, size=n) for n in (4, 2, 3)]
+    ys = [np.full(len(x), TAGS.index("O")) for x in xs]
+    batch = next(iter(SequenceDataset(xs, ys, 3, y_is_sequence=True, shuffle=False)))
+    model = SequenceTagger(len(TAGS), vocab_size=8, embedding_dim=4, hidden_size=3, tag_names=TAGS,
+                           crf=True)
+    assert model.crf is not None and model.crf.constraints
+    emissions = model(batch)
+    mask = batch.y_mask.T
+    want = model.crf.nll(emissions, batch.y.T, mask).item() / mask.sum()
+    assert abs(model.loss(batch).loss.item() - want) < 1e-5
+    trans, start, end = (t.data.astype(np.float64) for t in model.crf.scores())
+    e = emissions.data.astype(np.float64)
+    for b, path in enumerate(model.predict(batch)):
+        n = int(batch.x_lengths[b])
+        scores = _brute(e[:, b], trans, start, end, n)
+        assert tuple(path) == max(scores, key=scores.__getitem__)
+    counts, _ = model.evaluate_batch(batch)
+    assert abs(counts["loss_sum"] - want * mask.sum()) < 1e-4 and counts["count"] == mask.sum()
