@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from tinyseq.config import make_config
-from tinyseq.data import DataFormatError, PianoRolls, read_pianorolls, split_pieces, write_pianorolls
+from tinyseq.data import (
+    DataFormatError,
+    PianoRolls,
+    read_pianorolls,
+    split_pieces,
+    write_pianorolls,
+)
 from tinyseq.data.pianoroll import next_step_examples
 from tinyseq.tasks import build_task
 

@@ -25,6 +25,8 @@ EXPECTED = {
     "05_named_entities.py": "entity F1 unidirectional",
     "06_translation_dates.py": "date translation exact match",
     "07_write_your_own_cell.py": "check-cell peephole_lstm:",
+    "10_music.py": "held-out NLL per step",
+    "11_captioning.py": "captioning exact match",
 }
 
 
@@ -50,3 +52,16 @@ def test_tutorial_quick(name: str, tmp_path: Path) -> None:
     result = [line for line in done.stdout.splitlines() if line.startswith("RESULT:")]
     assert len(result) == 1, f"{name} printed {len(result)} RESULT lines:\n{output[-2000:]}"
     assert EXPECTED[name] in done.stdout, f"{name} did not print {EXPECTED[name]!r}:\n{output[-2000:]}"
+
+
+def test_music_without_music21_says_how_to_install_and_exits_cleanly(tmp_path: Path) -> None:
+    # a None entry in sys.modules makes the package look absent (importlib finds no spec)
+    code = ("import runpy, sys; sys.modules['music21'] = None; "
+            f"sys.argv = ['10_music.py', '--quick', '--figures', {str(tmp_path)!r}]; "
+            f"runpy.run_path({str(TUTORIALS / '10_music.py')!r}, run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = [line for line in done.stdout.splitlines() if line.startswith("RESULT:")]
+    assert len(result) == 1 and "skipped" in result[0] and "tinyseq[music]" in result[0]
+    assert not list(tmp_path.iterdir())  # no figure, no MIDI file

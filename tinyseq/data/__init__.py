@@ -17,7 +17,13 @@ from .conll import read_conll, validate_bio
 from .corpus import default_corpus
 from .errors import DataFormatError
 from .numeric import NumericData, read_numeric
-from .pianoroll import PianoRolls, next_step_examples, read_pianorolls, split_pieces, write_pianorolls
+from .pianoroll import (
+    PianoRolls,
+    next_step_examples,
+    read_pianorolls,
+    split_pieces,
+    write_pianorolls,
+)
 from .scenes import Scene, SceneObject, captions, make_scenes, render_scenes
 from .text import encode_stream, read_lines, read_text, split_text
 from .tokenize import word_tokenize
