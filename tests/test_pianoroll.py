@@ -129,3 +129,10 @@ def test_bach_chorales_are_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(m21.corpus, "parse", lambda *a, **k: pytest.fail("parsed again"))
     again = bach_chorales(tmp_path, limit=2)
     assert all(np.array_equal(a, b) for a, b in zip(first.rolls, again.rolls))
+
+
+def test_music_task_refuses_a_bidirectional_model(tmp_path: Path) -> None:
+    from tinyseq.config import ConfigError
+
+    with pytest.raises(ConfigError, match="--bidirectional: task music predicts each next step"):
+        make_config({"task": "music", "train": str(tmp_path / "m.npz")}, {"bidirectional": True})
