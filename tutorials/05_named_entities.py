@@ -33,8 +33,9 @@
 # bidirectional LSTM tagger and compare entity-level F1 (an entity counts only if its
 # type and both boundaries are right). Then the real test: **prose the generator never
 # produced** — the lecture's own Einstein paragraph and a paragraph about Marie Curie,
-# whose gold entities are in `tutorials/data/`. There almost every word is outside the
-# training vocabulary, so a tagger that reads only word ids sees a row of `<unk>`s.
+# whose gold entities are in `tutorials/data/`. There over a third of the words, and
+# every name, are outside the training vocabulary, so a tagger that reads only word
+# ids sees `<unk>` wherever it matters most.
 # Two standard additions fix that (Lample et al. 2016; Ma & Hovy 2016):
 # **character-level word features** (a small bidirectional LSTM reads each word's
 # letters, so an unknown word still shows its capitals, digits and suffix) and a
@@ -587,17 +588,25 @@ plot(FIGURES / "05_real_prose_f1.png")
 
 # %% [markdown]
 # On the generated test all three are near perfect — it comes from the templates they
-# trained on. On real prose the word-only tagger sees mostly `<unk>` and learned that
-# an unknown word is often a name, so it marks common words ("He", "power", "nuclear")
-# as entities. Character features let it tell "Einstein" from "nuclear" by their
-# shape, and the CRF makes whole spans consistent. What remains hard is what the
-# generator has no pattern for ("Manhattan Project"), and entity types decided by
-# knowledge rather than by the sentence.
+# trained on. On real prose the word-only tagger sees `<unk>` for every name, and an
+# unknown word may be a name or a rare common word: it finds few of the lecture's
+# entities. Character features let it tell "Einstein" from "nuclear" by their shape;
+# that is the large step (lecture paragraph F1 0.32 → 0.82 in the full run). The CRF
+# makes the tags of a span agree and rules out `I-X` after `O`; on the generated test
+# it removes most of the remaining errors, on the two paragraphs its effect is within
+# what one or two entities change (each paragraph has about 20, so one entity moves F1
+# by about 0.05: +0.02 on the lecture's, −0.07 on Curie's). What stays hard is what the
+# generator has no pattern for — "U.S." (an abbreviation it never wrote), "Manhattan
+# Project", "World War II" and "American" (not entities of our types, but capitalised
+# like names) — and types that need knowledge rather than the sentence.
 #
 # ## Result
 #
-# Measured in full mode on a shared 2-core CPU (one BLAS thread; see tutorials/README.md);
-# the numbers are in the table there.
+# Measured in full mode on a shared 2-core CPU (one BLAS thread; see tutorials/README.md):
+# entity F1 on the generated test 0.920 unidirectional vs 0.990 bidirectional, the
+# ambiguous first word right 50% vs 100% of the time; entity F1 on the lecture's
+# paragraph 0.32 with word embeddings only, 0.82 with character features, 0.84 with
+# character features and the CRF (Curie paragraph 0.57 / 0.74 / 0.67); 77 s in all.
 
 # %%
 uni, bi = scores["unidirectional"], scores["bidirectional"]
