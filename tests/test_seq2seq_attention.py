@@ -147,11 +147,23 @@ def test_padded_source_steps_get_zero_gradient() -> None:
         x[b, xl[b]:] = pad_id  # a real token id at padded steps: its row would get gradient
     batch = Batch(x=x, y=batch.y, x_lengths=xl, y_lengths=batch.y_lengths)
     assert not any(pad_id in xi for xi in xs)
-    m.loss(batch).loss.backward()
+    loss = m.loss(batch).loss
+    loss.backward()
     grad = m.inputs.embedding.weight.grad
     assert grad is not None
     g = grad.numpy()
     assert np.all(g[pad_id] == 0.0) and np.any(g[4:11] != 0.0)
+    # every padded column of the weights is exactly zero, and more padding changes nothing
+    m.eval()
+    with ts.no_grad():
+        state, _, memory = m._start(batch)
+        _, _, weights = m.decoder.run(m._ids(m._decoder_inputs(batch.y)), state, memory=memory)
+        assert weights is not None
+        w = weights.detach().numpy()
+        assert np.all(w[~np.broadcast_to(batch.x_mask[:, None, :], w.shape)] == 0.0)
+        wider = Batch(x=np.pad(x, ((0, 0), (0, 3)), constant_values=pad_id), y=batch.y,
+                      x_lengths=xl, y_lengths=batch.y_lengths)
+        np.testing.assert_allclose(m.loss(wider).loss.item(), m.loss(batch).loss.item(), rtol=1e-6)
 
 
 @pytest.mark.parametrize("attention", ATTENTIONS)
