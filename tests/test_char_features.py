@@ -154,3 +154,34 @@ def test_cli_tagger_with_char_features_and_crf(tmp_path: Any, capsys: Any) -> No
     assert main(["evaluate", "--checkpoint", str(out / "last.npz"), "--data",
                  str(tmp_path / "t.conll")]) == 0
     assert main(["train", "--task", "lm", "--crf", "--no-progress"]) == 1
+
+
+def test_cli_classifier_with_char_features_and_resume(tmp_path: Any, capsys: Any) -> None:
+    from tinyseq.cli import main
+
+    rows = ["Paris is lovely\tgood", "a dull grey town\tbad", "Lovely Lisbon\tgood", "dull\tbad"] * 4
+    (tmp_path / "t.tsv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    flags = ["--task", "classify", "--train", str(tmp_path / "t.tsv"), "--level", "word",
+             "--char-features", "--hidden-size", "8", "--embedding-dim", "8", "--no-progress"]
+    assert main(["train", *flags, "--max-steps", "2", "--out", str(out)]) == 0
+    assert main(["train", "--resume", str(out / "last.npz"), "--max-steps", "4", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(out / "last.npz"), "--input", "Zorblat is lovely"]) == 0
+    label = capsys.readouterr().out.split("\t")[0]
+    assert label in ("good", "bad")
+    # character features read words: the default character level is refused by name
+    assert main(["train", *[f for f in flags if f not in ("--level", "word")], "--out",
+                 str(tmp_path / "other")]) == 1
+    assert "--char-features" in capsys.readouterr().err
+
+
+def test_fingerprint_sees_the_characters() -> None:
+    x, y = [np.array([1, 1])], [np.array([0, 0])]
+
+    def fp(words: list[str]) -> str:
+        return SequenceDataset(x, y, y_is_sequence=True, chars=[_chars(words)]).fingerprint()
+
+    assert fp(["ab", "c"]) == fp(["ab", "c"])
+    assert fp(["ab", "c"]) != fp(["a", "bc"])
+    assert SequenceDataset(x, y, y_is_sequence=True).fingerprint() != fp(["ab", "c"])

@@ -218,7 +218,9 @@ class SequenceDataset:
 
     def fingerprint(self) -> str:
         """A hash of the examples and the batching (equal hashes: the same batches)."""
-        extra = [] if self.chars is None else [np.concatenate([np.zeros(1, np.int64), *w]) for w in self.chars]
+        # each example's characters with its word lengths (so "ab c" and "a bc" differ)
+        extra = [] if self.chars is None else [
+            np.concatenate([np.array([len(c) for c in w], dtype=np.int64), *w]) for w in self.chars]
         return _fingerprint([*self.xs, *self.ys, *extra], (type(self).__name__, self.batch_size, self.shuffle,
                                                    self.bucket, self.seed, self.x_pad, self.y_pad))
 
