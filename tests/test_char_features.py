@@ -22,21 +22,22 @@ def _chars(words: list[str]) -> list[np.ndarray]:
     return [np.asarray(CHARS.encode(list(w))) for w in words]
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_gradcheck(cell: str) -> None:
+@pytest.mark.parametrize("cell, layer", [("lstm", "cell"), ("gru", "cell"), ("lstm", "cnn")])
+def test_gradcheck(cell: str, layer: str) -> None:
     with ts.default_dtype(np.float64):
         ts.manual_seed(0)
-        layer = CharFeatures(len(CHARS), embedding_dim=3, hidden_size=2, cell=cell)
+        chars_layer = CharFeatures(len(CHARS), embedding_dim=3, hidden_size=2, cell=cell, layer=layer)
     chars, lengths = pad_characters([_chars(["Paris", "is"]), _chars(["a"])])
-    assert gradcheck(lambda *p: layer(chars, lengths), list(layer.parameters()), atol=1e-7)
+    assert gradcheck(lambda *p: chars_layer(chars, lengths), list(chars_layer.parameters()), atol=1e-7)
 
 
-def test_padded_characters_and_words_change_nothing() -> None:
+@pytest.mark.parametrize("kind, size", [("cell", 6), ("cnn", 3)])
+def test_padded_characters_and_words_change_nothing(kind: str, size: int) -> None:
     ts.manual_seed(0)
-    layer = CharFeatures(len(CHARS), embedding_dim=4, hidden_size=3)
+    layer = CharFeatures(len(CHARS), embedding_dim=4, hidden_size=3, layer=kind)
     chars, lengths = pad_characters([_chars(["Paris", "is"]), _chars(["a", "city", "in"])])
-    out = layer(chars, lengths).data  # (B, T, 6)
-    assert out.shape == (2, 3, 6)
+    out = layer(chars, lengths).data  # (B, T, size)
+    assert out.shape == (2, 3, size)
     # garbage ids at padded characters (inside a word's row and in padded words)
     noisy = chars.copy()
     pad = np.arange(chars.shape[2])[None, None, :] >= lengths[..., None]
@@ -87,6 +88,8 @@ def test_models_train_and_rebuild_with_char_features() -> None:
     assert batch.rows(slice(1, 2)).chars.shape == (1, 4, 6)
     for model in (SequenceTagger(2, vocab_size=len(words), embedding_dim=4, hidden_size=3, crf=True,
                                  char_features=True, char_vocab_size=len(CHARS), char_hidden_size=2),
+                  SequenceTagger(2, vocab_size=len(words), embedding_dim=4, hidden_size=3,
+                                 char_features=True, char_vocab_size=len(CHARS), char_layer="cnn"),
                   SequenceClassifier(2, vocab_size=len(words), embedding_dim=4, hidden_size=3,
                                      char_features=True, char_vocab_size=len(CHARS))):
         b = batch if model.kind == "tagger" else Batch(x=batch.x, y=np.array([0, 1]),
@@ -112,6 +115,8 @@ def test_bad_inputs_are_named() -> None:
                         chars=[[np.array([1])]])
     with pytest.raises(ValueError, match="needs char_vocab_size"):
         SequenceTagger(2, vocab_size=5, char_features=True)
+    with pytest.raises(ValueError, match=r"layer must be one of \('cell', 'cnn'\), got 'conv'"):
+        CharFeatures(5, layer="conv")
 
 
 def test_config_shapes_are_predicted_with_char_features_and_crf() -> None:

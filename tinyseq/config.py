@@ -67,6 +67,8 @@ class TrainConfig:
     char_features: bool = False  # taggers, classifiers: a recurrent layer over each word's characters
     char_embedding_dim: int = 16
     char_hidden_size: int = 25
+    char_layer: str = "cell"  # cell (a bidirectional --cell) or cnn (convolution, max-pooled)
+    char_width: int = 3  # characters per convolution window
     crf: bool = False  # taggers: a linear-chain CRF output layer
     attention: str | None = None  # seq2seq: additive, dot or general (None: no attention)
     cell_options: dict[str, Any] = field(default_factory=dict)
@@ -160,7 +162,11 @@ HELP: dict[str, str] = {
     "char_features": "tag, classify: join each word's embedding with a bidirectional --cell over "
                      "its characters (unknown words keep their shape: capitals, digits, suffixes)",
     "char_embedding_dim": "size of character embeddings (with --char-features)",
-    "char_hidden_size": "hidden units per direction of the character layer (with --char-features)",
+    "char_hidden_size": "hidden units per direction of the character layer, or filters of the "
+                        "convolution (with --char-features)",
+    "char_layer": "character layer: cell (a bidirectional --cell, default) or cnn (a convolution "
+                  "over --char-width characters, max-pooled over the word)",
+    "char_width": "characters per window of --char-layer cnn",
     "crf": "tag: a linear-chain CRF output layer (transition scores, Viterbi decoding, BIO "
            "constraints when the tags are BIO)",
     "attention": "seq2seq: the decoder attends to the encoder's outputs, scored additive "
@@ -203,7 +209,7 @@ _INT_MIN: dict[str, int] = {
     "min_freq": 1, "max_vocab": 5, "hidden_size": 1, "embedding_dim": 1, "num_layers": 1,
     "seq_len": 1, "batch_size": 1, "bucket": 0, "epochs": 1, "max_steps": 1, "eval_every": 1,
     "checkpoint_every": 1, "patience": 1, "seed": 0, "threads": 1, "sample_length": 1,
-    "char_embedding_dim": 1, "char_hidden_size": 1,
+    "char_embedding_dim": 1, "char_hidden_size": 1, "char_width": 1,
 }
 # floats: (test, what the message says is expected); NaN never passes
 _FLOAT_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
@@ -249,6 +255,10 @@ def _choices(name: str) -> tuple[str, ...] | None:
         from .models import SequenceClassifier
 
         return tuple(SequenceClassifier.POOLINGS)
+    if name == "char_layer":
+        from .nn.char_features import CharFeatures
+
+        return tuple(CharFeatures.LAYERS)
     if name == "condition":
         from .models import OneToMany
 

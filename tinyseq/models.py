@@ -163,7 +163,7 @@ class _InputLayer(Module):
 
 
 def _char_options(char_features: bool, char_vocab_size: int | None, char_embedding_dim: int,
-                  char_hidden_size: int) -> dict[str, Any]:
+                  char_hidden_size: int, char_layer: str, char_width: int) -> dict[str, Any]:
     """The character-feature entries of a model's config (none when they are off, so that
     configs without them stay as they were)."""
     if not char_features:
@@ -171,7 +171,16 @@ def _char_options(char_features: bool, char_vocab_size: int | None, char_embeddi
     if char_vocab_size is None:
         raise ValueError("char_features=True needs char_vocab_size (the character vocabulary's size)")
     return {"char_features": True, "char_vocab_size": char_vocab_size,
-            "char_embedding_dim": char_embedding_dim, "char_hidden_size": char_hidden_size}
+            "char_embedding_dim": char_embedding_dim, "char_hidden_size": char_hidden_size,
+            "char_layer": char_layer, "char_width": char_width}
+
+
+def _char_layer(chars: dict[str, Any], cell: str, cell_options: dict[str, Any]) -> CharFeatures | None:
+    """The character layer a config asks for (None without character features)."""
+    if not chars:
+        return None
+    return CharFeatures(chars["char_vocab_size"], chars["char_embedding_dim"], chars["char_hidden_size"],
+                        cell, layer=chars["char_layer"], width=chars["char_width"], **cell_options)
 
 
 def _with_chars(model: SequenceModel, x: Tensor, batch: Batch) -> Tensor:
@@ -323,11 +332,14 @@ class SequenceClassifier(SequenceModel):
         char_vocab_size: int | None = None,
         char_embedding_dim: int = 16,
         char_hidden_size: int = 25,
+        char_layer: str = "cell",
+        char_width: int = 3,
         **cell_options: Any,
     ) -> None:
         if pooling not in self.POOLINGS:
             raise ValueError(f"pooling must be one of {self.POOLINGS}, got {pooling!r}")
-        chars = _char_options(char_features, char_vocab_size, char_embedding_dim, char_hidden_size)
+        chars = _char_options(char_features, char_vocab_size, char_embedding_dim, char_hidden_size,
+                              char_layer, char_width)
         super().__init__(
             num_classes=num_classes, vocab_size=vocab_size, input_size=input_size,
             embedding_dim=embedding_dim, hidden_size=hidden_size, cell=cell,
@@ -335,8 +347,7 @@ class SequenceClassifier(SequenceModel):
             dropout=dropout, **chars, **cell_options,
         )
         self.inputs = _InputLayer(vocab_size, input_size, embedding_dim)
-        self.chars = (CharFeatures(int(char_vocab_size or 0), char_embedding_dim, char_hidden_size, cell,
-                                   **cell_options) if chars else None)
+        self.chars = _char_layer(chars, cell, cell_options)
         width = self.inputs.size + (self.chars.size if self.chars is not None else 0)
         self.rnn = Recurrent(cell, width, hidden_size, num_layers=num_layers,
                              bidirectional=bidirectional, dropout=dropout, **cell_options)
@@ -415,10 +426,13 @@ class SequenceTagger(SequenceModel):
         char_vocab_size: int | None = None,
         char_embedding_dim: int = 16,
         char_hidden_size: int = 25,
+        char_layer: str = "cell",
+        char_width: int = 3,
         crf: bool = False,
         **cell_options: Any,
     ) -> None:
-        chars = _char_options(char_features, char_vocab_size, char_embedding_dim, char_hidden_size)
+        chars = _char_options(char_features, char_vocab_size, char_embedding_dim, char_hidden_size,
+                              char_layer, char_width)
         super().__init__(
             num_tags=num_tags, vocab_size=vocab_size, input_size=input_size,
             embedding_dim=embedding_dim, hidden_size=hidden_size, cell=cell,
@@ -426,8 +440,7 @@ class SequenceTagger(SequenceModel):
             tag_names=tag_names, **chars, **({"crf": True} if crf else {}), **cell_options,
         )
         self.inputs = _InputLayer(vocab_size, input_size, embedding_dim)
-        self.chars = (CharFeatures(int(char_vocab_size or 0), char_embedding_dim, char_hidden_size, cell,
-                                   **cell_options) if chars else None)
+        self.chars = _char_layer(chars, cell, cell_options)
         width = self.inputs.size + (self.chars.size if self.chars is not None else 0)
         self.rnn = Recurrent(cell, width, hidden_size, num_layers=num_layers,
                              bidirectional=bidirectional, dropout=dropout, **cell_options)

@@ -305,7 +305,8 @@ def _chars(cfg: TrainConfig, vocabs: dict[str, Vocab]) -> dict[str, Any]:
     if not cfg.char_features:
         return {}
     return {"char_features": True, "char_vocab_size": len(vocabs["chars"]),
-            "char_embedding_dim": cfg.char_embedding_dim, "char_hidden_size": cfg.char_hidden_size}
+            "char_embedding_dim": cfg.char_embedding_dim, "char_hidden_size": cfg.char_hidden_size,
+            "char_layer": cfg.char_layer, "char_width": cfg.char_width}
 
 
 def _model(cfg: TrainConfig, vocabs: dict[str, Vocab], xs: list[Any], ys: list[Any]) -> SequenceModel:
