@@ -26,6 +26,7 @@ EXPECTED = {
     "06_translation_dates.py": "date translation exact match",
     "07_write_your_own_cell.py": "check-cell peephole_lstm:",
     "08_speech_recognition.py": "digit error rate",
+    "09_chatbot.py": "chatbot held-out perplexity",
     "10_music.py": "held-out NLL per step",
     "11_captioning.py": "captioning exact match",
 }
@@ -66,6 +67,31 @@ def test_music_without_music21_says_how_to_install_and_exits_cleanly(tmp_path: P
     result = [line for line in done.stdout.splitlines() if line.startswith("RESULT:")]
     assert len(result) == 1 and "skipped" in result[0] and "tinyseq[music]" in result[0]
     assert not list(tmp_path.iterdir())  # no figure, no MIDI file
+
+
+def test_speech_without_espeak_says_how_to_install_and_exits_cleanly(tmp_path: Path) -> None:
+    # PATH holds only an empty folder: no espeak-ng to find (the tutorial runs as a script)
+    env = dict(os.environ, PATH=str(tmp_path), MPLBACKEND="Agg")
+    done = subprocess.run([sys.executable, str(TUTORIALS / "08_speech_recognition.py"), "--quick",
+                           "--figures", str(tmp_path)], capture_output=True, text=True,
+                          timeout=120, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = [line for line in done.stdout.splitlines() if line.startswith("RESULT:")]
+    assert len(result) == 1 and "skipped (espeak-ng is not installed)" in result[0]
+    assert "apt-get install espeak-ng" in done.stdout and not list(tmp_path.glob("*.png"))
+
+
+def test_chatbot_without_its_extra_says_how_to_install_and_exits_cleanly(tmp_path: Path) -> None:
+    # a None entry in sys.modules makes the package look absent (importlib finds no spec)
+    code = ("import runpy, sys; sys.modules['chatterbot_corpus'] = None; "
+            f"sys.argv = ['09_chatbot.py', '--quick', '--figures', {str(tmp_path)!r}]; "
+            f"runpy.run_path({str(TUTORIALS / '09_chatbot.py')!r}, run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = [line for line in done.stdout.splitlines() if line.startswith("RESULT:")]
+    assert len(result) == 1 and "skipped" in result[0] and "pip install tinyseq[chat]" in result[0]
+    assert "chatterbot-corpus" in done.stdout and not list(tmp_path.glob("*.png"))
 
 
 def test_speech_without_espeak_says_how_to_install_and_exits_cleanly(tmp_path: Path) -> None:
