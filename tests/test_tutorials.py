@@ -92,15 +92,3 @@ def test_chatbot_without_its_extra_says_how_to_install_and_exits_cleanly(tmp_pat
     result = [line for line in done.stdout.splitlines() if line.startswith("RESULT:")]
     assert len(result) == 1 and "skipped" in result[0] and "pip install tinyseq[chat]" in result[0]
     assert "chatterbot-corpus" in done.stdout and not list(tmp_path.glob("*.png"))
-
-
-def test_speech_without_espeak_says_how_to_install_and_exits_cleanly(tmp_path: Path) -> None:
-    # PATH holds only an empty folder: no espeak-ng to find (the tutorial runs as a script)
-    env = dict(os.environ, PATH=str(tmp_path), MPLBACKEND="Agg")
-    done = subprocess.run([sys.executable, str(TUTORIALS / "08_speech_recognition.py"), "--quick",
-                           "--figures", str(tmp_path)], capture_output=True, text=True,
-                          timeout=120, env=env, cwd=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    result = [line for line in done.stdout.splitlines() if line.startswith("RESULT:")]
-    assert len(result) == 1 and "skipped (espeak-ng is not installed)" in result[0]
-    assert "apt-get install espeak-ng" in done.stdout and not list(tmp_path.glob("*.png"))
