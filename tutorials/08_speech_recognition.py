@@ -295,6 +295,13 @@ for kind, m in models.items():
                       f"{''.join(map(str, u['digits']))}  heard {''.join(str(c - 1) for c in p)}")
 
 # %% [markdown]
+# In the full run (numbers in `tutorials/README.md`) the bidirectional GRU makes
+# almost no mistakes, on new voices as on the training ones; new speeds cost it a
+# little. The unidirectional GRU of the same hidden size, trained as long, makes
+# several times more on every set: reading left to right, it has to commit to a digit
+# before it has heard what follows, and it has fewer weights.
+#
+# %% [markdown]
 # ## What the network hears, frame by frame
 #
 # Above: the log-mel frames of a test utterance in a voice training never heard.
