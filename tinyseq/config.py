@@ -140,7 +140,7 @@ HELP: dict[str, str] = {
             "step), regress (many to many, Tx = Ty: per-step regression), seq2seq (many to many, "
             "Tx != Ty: encoder-decoder), one_to_many (one to many), one_to_one (one to one), "
             "music (many to many, Tx = Ty: the notes of the next step of a piano roll), "
-            "transcribe (many to many, unaligned: frames to labels with CTC, e.g. speech); "
+            "transcribe (many to many, Tx != Ty: frames to labels with CTC, unaligned); "
             "default lm",
     "train": "training data file (lm without one: the built-in corpus)",
     "valid": "validation data file (default: hold out --valid-fraction of the training data)",

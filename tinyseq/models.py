@@ -6,7 +6,7 @@
 | one to many           | :class:`OneToMany`     | music composition, captioning     |
 | many to one           | :class:`SequenceClassifier` | text classification          |
 | many to many, Tx = Ty | :class:`SequenceTagger`, :class:`LanguageModel`, :class:`SequenceRegressor` | named entities, next character |
-| many to many, unaligned | :class:`SequenceTranscriber` (CTC) | speech recognition |
+| many to many, Tx ≠ Ty, CTC | :class:`SequenceTranscriber` | speech recognition |
 | many to many, Tx ≠ Ty | :class:`Seq2Seq`       | translation, chatbot (attention)  |
 
 The trainer's contract (:class:`SequenceModel`):

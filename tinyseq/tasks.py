@@ -9,7 +9,7 @@
 | seq2seq     | many to many (Tx≠Ty)  | TSV ``source<TAB>target``; npz x, y (N,Ty) ids |
 | one_to_many | one to many           | npz x (N,F) vectors, y (N,Ty) ids             |
 | one_to_one  | one to one            | npz x (N,F), y (N,) classes or (N,K) values   |
-| transcribe  | many to many, CTC     | npz x (N,T,F), y (N,S) ids >= 1, lengths      |
+| transcribe  | many to many (Tx≠Ty)  | npz x (N,T,F), y (N,S) ids >= 1, lengths      |
 | music       | many to many (Tx=Ty)  | piano-roll npz (``tinyseq.data.pianoroll``)   |
 
 Vocabularies are built from the training file only and stored in every checkpoint
