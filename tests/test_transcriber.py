@@ -133,3 +133,18 @@ def test_transcripts_with_the_blank_id_are_refused(tmp_path: Path) -> None:
     np.savez(path, **d)
     with pytest.raises(DataFormatError, match=r"expects 'y' as label ids \(N, S\)"):
         build_task(cfg)
+
+
+def test_examples_too_short_for_their_transcripts_are_warned_about(tmp_path: Path) -> None:
+    from tinyseq.config import make_config
+    from tinyseq.tasks import build_task
+
+    d = toy_speech(10, 6)
+    d["y"][7], d["y_lengths"][7] = [2, 2, 3], 3  # needs 4 frames: 2, blank, 2, 3
+    d["x_lengths"][7] = 3
+    path = tmp_path / "short.npz"
+    np.savez(path, **d)
+    cfg = make_config({"task": "transcribe", "train": str(path), "out": str(tmp_path / "r")})
+    with pytest.warns(UserWarning, match=r"short\.npz: 1 of 10 examples .* example 7: 3 frames "
+                      r"for 3 labels, which need 4"):
+        build_task(cfg)

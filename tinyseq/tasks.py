@@ -20,6 +20,7 @@ In ``.npz`` files integer ids are used as they are; id 0 is padding.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -238,7 +239,7 @@ def _numeric_examples(d: NumericData, task: str, path: str) -> tuple[list[Any], 
         raise DataFormatError(path, None, f"task seq2seq expects 'y' as target token ids (N, Ty), "
                               f"got {d.y.dtype} {d.y.shape}")
     if task == "transcribe":
-        return xs, _transcripts(d, path), True, True
+        return xs, _transcripts(d, xs, path), True, True
     if task == "regress":
         if d.y.dtype.kind != "f" or d.y.ndim != 3 or d.y.shape[1] != d.x.shape[1]:
             raise DataFormatError(path, None, f"task regress expects float targets 'y' (N, T, K) aligned "
@@ -250,8 +251,12 @@ def _numeric_examples(d: NumericData, task: str, path: str) -> tuple[list[Any], 
     return xs, ys, True, True
 
 
-def _transcripts(d: NumericData, path: str) -> list[Arr]:
-    """The label ids of each example's transcript (its first y_lengths ids), all >= 1."""
+def _transcripts(d: NumericData, xs: list[Arr], path: str) -> list[Arr]:
+    """The label ids of each example's transcript (its first y_lengths ids), all >= 1.
+
+    A transcript needs a frame per label plus one per repeated label (the blank between
+    repeats); examples with fewer frames are warned about: CTC cannot align them.
+    """
     if d.y.dtype.kind not in "iu" or d.y.ndim != 2:
         raise DataFormatError(path, None, f"task transcribe expects 'y' as label ids (N, S) (with "
                               f"'y_lengths' when padded), got {d.y.dtype} {d.y.shape}")
@@ -260,6 +265,15 @@ def _transcripts(d: NumericData, path: str) -> list[Arr]:
         if r.size and r.min() < 1:
             raise DataFormatError(path, None, f"task transcribe expects label ids >= 1 in 'y' (id 0 "
                                   f"is the CTC blank), example {i} holds {r.min()}")
+    needed = [len(y) + int(np.sum(y[1:] == y[:-1])) for y in ys]
+    short = [i for i, (x, n) in enumerate(zip(xs, needed)) if len(x) < n]
+    if short:
+        i = short[0]
+        warnings.warn(f"{path}: {len(short)} of {len(ys)} examples have fewer frames than their "
+                      f"transcripts need, e.g. example {i}: {len(xs[i])} frames for {len(ys[i])} "
+                      f"labels, which need {needed[i]}; CTC cannot align them, so they add "
+                      "nothing to the loss (use more frames per second or shorter transcripts)",
+                      stacklevel=2)
     return ys
 
 
