@@ -220,13 +220,14 @@ def ctc_loss(
             scale = g / (denom * N)
         beta = xp.full((T, N, L), neg_inf, dtype=dtype)
         il_d = on(il)
+        skip_next = _skip_from(xp, skip_d)
         for t in range(T - 1, -1, -1):
             start = xp.where(ends_d, lpe[t], neg_inf)
             if t == T - 1:
                 beta[t] = xp.where((il_d - 1 == t)[:, None], start, neg_inf)
                 continue
             nxt = beta[t + 1]
-            jump = xp.where(_skip_from(xp, skip_d), _shift_left(xp, nxt, 2), neg_inf)
+            jump = xp.where(skip_next, _shift_left(xp, nxt, 2), neg_inf)
             rec = _logsumexp(xp, nxt, _shift_left(xp, nxt, 1), jump) + lpe[t]
             beta[t] = xp.where((il_d - 1 == t)[:, None], start,
                                xp.where((t < il_d - 1)[:, None], rec, neg_inf))
