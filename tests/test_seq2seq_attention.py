@@ -214,3 +214,21 @@ def test_cli_setting_reaches_the_model(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--attention: dot attention.*--bidirectional"):
         make_config(overrides={"task": "seq2seq", "train": str(data), "attention": "dot",
                                "bidirectional": True})
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_every_device_matches_cpu(device: str, attention: str) -> None:
+    xs, ys = reverse_pairs(4, 6)
+    batch = batch_of(xs, ys)
+    ref = model(attention, bidirectional=attention != "dot")
+    other = model(attention, bidirectional=attention != "dot").to(device)
+    loss_ref, loss_dev = ref.loss(batch).loss, other.loss(batch).loss
+    np.testing.assert_allclose(loss_dev.item(), loss_ref.item(), rtol=1e-5)
+    loss_ref.backward()
+    loss_dev.backward()
+    for (name, p), (_, q) in zip(ref.named_parameters(), other.named_parameters()):
+        assert p.grad is not None and q.grad is not None
+        np.testing.assert_allclose(q.grad.numpy(), p.grad.numpy(), rtol=1e-4, atol=1e-6, err_msg=name)
+    assert other.decode(batch, max_len=8, method="beam") == ref.decode(batch, max_len=8, method="beam")
+    for w_dev, w_ref in zip(other.attention_weights(batch), ref.attention_weights(batch)):
+        np.testing.assert_allclose(w_dev, w_ref, rtol=1e-5, atol=1e-7)
