@@ -208,8 +208,13 @@ for cell, (params, steps, nll, seconds) in results.items():
 #   on the validation set; we use Adam, clipping, early stopping and a time budget of
 #   a little over a minute per cell on a CPU.
 #
-# The order of the cells is the useful part: gated cells against a vanilla RNN on
-# real music, with the number of parameters held equal.
+# In the full run (tutorials/README.md) the three cells land 0.5–0.7 nats per step above
+# the published figures — 9.35 (tanh), 9.27 (GRU), 9.29 (LSTM) — and in the same order:
+# the GRU best, the LSTM close behind, the tanh RNN last, with gaps as small as theirs
+# (0.06 to 0.3 nats). All three are far below the baselines without a network (11.7
+# and 14.0 nats). A longer run with a lower learning rate (1e-3, patience 20) gave the
+# GRU 9.24; dropout 0.3 made it worse (10.8): on 259 chorales the data, not the
+# optimiser, sets the limit.
 
 # %% [markdown]
 # ## Composing: prime with a chorale's first bar, then sample
@@ -279,7 +284,9 @@ plot(FIGURES / "10_music_pianoroll.png")
 #
 # ## Result
 #
-# Measured in full mode on a shared 2-core CPU (one BLAS thread; see tutorials/README.md).
+# Measured in full mode on a shared 2-core CPU (one BLAS thread; see tutorials/README.md):
+# held-out NLL per step 9.35 (tanh RNN), 9.27 (GRU), 9.29 (LSTM) nats on 56 test
+# chorales, beside Chung et al.'s 8.82, 8.54, 8.67 on JSB (60 s).
 
 # %%
 summary = ", ".join(f"{c} {results[c][2]:.2f}" for c in CELLS)
