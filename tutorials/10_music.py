@@ -64,12 +64,23 @@ HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd(
 FIGURES = Path(args.figures) if args.figures else HERE / "figures" / ("quick" if QUICK else "")
 START = time.perf_counter()
 
+
+
+def stop_here():
+    """End the tutorial early: a script exits (status 0); a notebook skips its other cells."""
+    try:
+        shell = get_ipython()  # noqa: F821 (defined only inside IPython)
+    except NameError:
+        sys.exit(0)
+    shell.input_transformers_cleanup.append(lambda lines: [])
+
+
 if importlib.util.find_spec("music21") is None:
     print("music21 is not installed: this tutorial needs it for Bach's chorales. "
-          "pip install 'tinyseq[music]'")
+          "pip install tinyseq[music]")
     print("RESULT: held-out NLL per step: skipped (music21 is not installed; "
-          "pip install 'tinyseq[music]')")
-    sys.exit(0)
+          "pip install tinyseq[music])")
+    stop_here()
 
 # Chung et al. (2014) matched the models' sizes by parameter count (about 20,000 each, by
 # their count): 100 tanh units, 46 GRU units, 36 LSTM units. We keep their sizes; with 88
