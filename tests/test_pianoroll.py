@@ -136,3 +136,29 @@ def test_music_task_refuses_a_bidirectional_model(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="--bidirectional: task music predicts each next step"):
         make_config({"task": "music", "train": str(tmp_path / "m.npz")}, {"bidirectional": True})
+
+
+def test_a_folder_of_midi_files_becomes_a_training_file(tmp_path: Path) -> None:
+    pytest.importorskip("music21")
+    from tinyseq.data.pianoroll import read_scores, write_midi
+
+    rolls = [np.zeros((6, 88), np.uint8), np.zeros((9, 88), np.uint8)]
+    rolls[0][:, [40, 44, 47]] = 1  # a held chord
+    rolls[1][np.arange(9), 40 + np.arange(9)] = 1  # a rising line
+    (tmp_path / "songs").mkdir()
+    for i, r in enumerate(rolls):
+        write_midi(r, tmp_path / "songs" / f"{i}.mid")
+    (tmp_path / "songs" / "notes.txt").write_text("not music")
+    got = read_scores([tmp_path / "songs"])
+    assert [Path(n).name for n in got.names] == ["0.mid", "1.mid"]
+    # music21 reads a MIDI file in whole 4/4 bars: the last one is filled with rests
+    assert [r.shape for r in got.rolls] == [(8, 88), (12, 88)]
+    for a, b in zip(rolls, got.rolls):
+        np.testing.assert_array_equal(b[: len(a)], a)
+        assert not b[len(a):].any()
+    write_pianorolls(tmp_path / "songs.npz", got)
+    assert [r.shape for r in read_pianorolls(tmp_path / "songs.npz").rolls] == [(8, 88), (12, 88)]
+    with pytest.raises(FileNotFoundError, match="missing.mid"):
+        read_scores([tmp_path / "missing.mid"])
+    with pytest.raises(ValueError, match=r"1.mid: pitch .* outside the roll.s range 60..67"):
+        read_scores([tmp_path / "songs" / "1.mid"], low=60, pitches=8)

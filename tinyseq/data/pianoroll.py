@@ -32,11 +32,13 @@ import numpy.typing as npt
 from .errors import DataFormatError
 
 __all__ = ["PianoRolls", "read_pianorolls", "write_pianorolls", "split_pieces",
-           "next_step_examples", "score_to_roll", "roll_to_score", "read_score", "write_midi",
+           "next_step_examples", "score_to_roll", "roll_to_score", "read_score", "read_scores",
+           "write_midi",
            "bach_chorales", "PIANO_LOW", "PIANO_PITCHES"]
 
 Arr = npt.NDArray[Any]
 PIANO_LOW, PIANO_PITCHES = 21, 88  # A0 .. C8, the piano's 88 keys
+_MUSIC_SUFFIXES = (".mid", ".midi", ".musicxml", ".mxl", ".xml", ".krn", ".abc")
 _EPS = 1e-6  # offsets are floats (thirds of a beat are inexact): grid tests are inclusive by this
 
 
@@ -192,8 +194,35 @@ def roll_to_score(roll: Arr, step: float = 1.0, low: int = PIANO_LOW) -> Any:
 
 def read_score(path: str | os.PathLike[str], step: float = 1.0, low: int = PIANO_LOW,
                pitches: int = PIANO_PITCHES) -> Arr:
-    """A MusicXML, MIDI or other music21-readable file -> binary (T, P) piano roll."""
+    """A MusicXML, MIDI or other music21-readable file -> binary (T, P) piano roll.
+
+    Rests count as steps, trailing ones too: music21 reads a MIDI file in whole bars, so a
+    piece that ends mid-bar comes back with silent steps up to the bar line.
+    """
     return score_to_roll(_music21().converter.parse(os.fspath(path)), step, low, pitches)
+
+
+def read_scores(paths: Sequence[str | os.PathLike[str]], step: float = 1.0, low: int = PIANO_LOW,
+                pitches: int = PIANO_PITCHES) -> PianoRolls:
+    """Music files (MusicXML, MIDI, ...; or the music files in a folder, sorted) -> PianoRolls
+    named by file, ready for :func:`write_pianorolls` and ``tinyseq train --task music``."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(f for f in path.iterdir() if f.suffix.lower() in _MUSIC_SUFFIXES)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"music file not found: {path}")
+    if not files:
+        raise ValueError(f"no music files ({', '.join(_MUSIC_SUFFIXES)}) in {[str(p) for p in paths]}")
+    rolls = []
+    for f in files:
+        try:
+            rolls.append(read_score(f, step, low, pitches))
+        except ValueError as err:  # a pitch out of range: say which file
+            raise ValueError(f"{f}: {err}") from None
+    return PianoRolls(rolls, low, step, [str(f) for f in files])
 
 
 def write_midi(roll: Arr, path: str | os.PathLike[str], step: float = 1.0, low: int = PIANO_LOW) -> None:
