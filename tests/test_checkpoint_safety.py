@@ -319,6 +319,8 @@ CONFIGS = {
     "multilabel": {"num_labels": 6, "input_size": 6, "hidden_size": 5, "cell": "gru"},
     "captioner": {"image_shape": [8, 12, 3], "vocab_size": 9, "patch": 4, "channels": 5,
                   "condition_size": 6, "hidden_size": 7, "condition": "both"},
+    "transcriber": {"num_classes": 5, "input_size": 6, "hidden_size": 7, "num_layers": 2,
+                    "bidirectional": True, "cell": "gru"},
 }
 
 
