@@ -305,3 +305,18 @@ def test_cuda_without_cupy_is_one_line(tmp_path, capsys, monkeypatch) -> None:
     err = _error(capsys, ["train", "--quick", "--device", "cuda", "--out", str(tmp_path / "r"), *QUIET])
     assert err.startswith("error: device 'cuda' needs CuPy: install tinyseq[cuda13] or tinyseq[cuda12]")
     assert not (tmp_path / "r").exists()
+
+
+def test_predict_refuses_a_kind_it_cannot_show_before_reading_data(tmp_path, capsys) -> None:
+    from tinyseq.data.pianoroll import PianoRolls, write_pianorolls
+
+    rng = np.random.default_rng(0)
+    rolls = PianoRolls([(rng.random((12, 6)) < 0.3).astype(np.uint8) for _ in range(10)])
+    write_pianorolls(tmp_path / "songs.npz", rolls)
+    assert main(["train", "--task", "music", "--train", str(tmp_path / "songs.npz"), "--max-steps", "1",
+                 "--hidden-size", "4", "--out", str(tmp_path / "m"), *QUIET]) == 0
+    capsys.readouterr()
+    err = _error(capsys, ["predict", "--checkpoint", str(tmp_path / "m" / "last.npz"),
+                          "--data", str(tmp_path / "songs.npz")])
+    assert err.startswith("error: predict does not handle multilabel checkpoints from the command line; "
+                          "use `tinyseq evaluate --data FILE`")

@@ -536,6 +536,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ValueError("for a language model use `tinyseq generate --prime TEXT`")
     if model.kind == "transcriber":
         return _predict_transcripts(model, args)
+    if model.kind not in ("classifier", "tagger", "seq2seq", "one_to_many"):
+        # before reading --data: a file of another format would only give a misleading error
+        raise ValueError(f"predict does not handle {model.kind} checkpoints from the command line; "
+                         "use `tinyseq evaluate --data FILE`")
     inputs = list(args.input)
     if args.data:
         from .data import DataFormatError, read_lines
@@ -562,7 +566,4 @@ def cmd_predict(args: argparse.Namespace) -> int:
         method = "beam" if args.beam else "greedy"
         for text, ids in zip(inputs, model.decode(batch, max_len=100, method=method, beam_width=args.beam or 5)):
             print(f"{text}\t{_show_ids(ids, vocabs.get('target'))}")
-    else:
-        raise ValueError(f"predict does not handle {model.kind} checkpoints from the command line; "
-                         "use `tinyseq evaluate --data FILE`")
     return 0
