@@ -56,16 +56,22 @@ def test_tutorial_quick(name: str, tmp_path: Path) -> None:
     assert EXPECTED[name] in done.stdout, f"{name} did not print {EXPECTED[name]!r}:\n{output[-2000:]}"
 
 
-def test_music_without_music21_says_how_to_install_and_exits_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name, module, advice", [
+    ("10_music.py", "music21", "tinyseq[music]"),
+    ("09_chatbot.py", "chatterbot_corpus", "pip install tinyseq[chat]"),
+])
+def test_without_its_extra_a_tutorial_says_how_to_install_and_exits_cleanly(
+    tmp_path: Path, name: str, module: str, advice: str
+) -> None:
     # a None entry in sys.modules makes the package look absent (importlib finds no spec)
-    code = ("import runpy, sys; sys.modules['music21'] = None; "
-            f"sys.argv = ['10_music.py', '--quick', '--figures', {str(tmp_path)!r}]; "
-            f"runpy.run_path({str(TUTORIALS / '10_music.py')!r}, run_name='__main__')")
+    code = (f"import runpy, sys; sys.modules[{module!r}] = None; "
+            f"sys.argv = [{name!r}, '--quick', '--figures', {str(tmp_path)!r}]; "
+            f"runpy.run_path({str(TUTORIALS / name)!r}, run_name='__main__')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     result = [line for line in done.stdout.splitlines() if line.startswith("RESULT:")]
-    assert len(result) == 1 and "skipped" in result[0] and "tinyseq[music]" in result[0]
+    assert len(result) == 1 and "skipped" in result[0] and advice in result[0]
     assert not list(tmp_path.iterdir())  # no figure, no MIDI file
 
 
@@ -79,16 +85,3 @@ def test_speech_without_espeak_says_how_to_install_and_exits_cleanly(tmp_path: P
     result = [line for line in done.stdout.splitlines() if line.startswith("RESULT:")]
     assert len(result) == 1 and "skipped (espeak-ng is not installed)" in result[0]
     assert "apt-get install espeak-ng" in done.stdout and not list(tmp_path.glob("*.png"))
-
-
-def test_chatbot_without_its_extra_says_how_to_install_and_exits_cleanly(tmp_path: Path) -> None:
-    # a None entry in sys.modules makes the package look absent (importlib finds no spec)
-    code = ("import runpy, sys; sys.modules['chatterbot_corpus'] = None; "
-            f"sys.argv = ['09_chatbot.py', '--quick', '--figures', {str(tmp_path)!r}]; "
-            f"runpy.run_path({str(TUTORIALS / '09_chatbot.py')!r}, run_name='__main__')")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          cwd=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    result = [line for line in done.stdout.splitlines() if line.startswith("RESULT:")]
-    assert len(result) == 1 and "skipped" in result[0] and "pip install tinyseq[chat]" in result[0]
-    assert "chatterbot-corpus" in done.stdout and not list(tmp_path.glob("*.png"))
