@@ -29,14 +29,8 @@ import numpy.typing as npt
 from . import backend
 from .data.batching import Batch
 from .losses import cross_entropy
-from .models import (
-    LanguageModel,
-    SequenceClassifier,
-    SequenceModel,
-    SequenceTagger,
-    _on,
-    _top_hidden,
-)
+from .models import LanguageModel, SequenceClassifier, SequenceModel, SequenceTagger
+from .models.base import _on, _top_hidden
 from .tensor import Tensor, concatenate
 
 __all__ = ["gradient_norms", "plot_gradient_norms", "plot_metrics", "read_metrics_log"]
