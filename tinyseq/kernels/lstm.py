@@ -22,6 +22,7 @@ from .columns import (
     to_rows,
 )
 from .gates import sequence_grads, transposed
+from .jit import lstm_steps
 from .sequence import FLUSH_EVERY, MaskInfo, Steps, flush_subnormals
 from .workspace import add_biases, sigmoid_from_half_, workspace
 
@@ -69,6 +70,7 @@ def forward(
     to_columns(xp, state[1], out=cs[steps.initial_slot() if training else 0])
     tmp = workspace.take(xp, (H, B), dt)
     rec = workspace.take(xp, (4 * H, B), dt)
+    jit = lstm_steps(xp, dt)  # the compiled element-wise pass, or None
     for k, t in enumerate(steps.order):
         hp, hn = hs_c[t + steps.prev], hs_c[t + steps.new]
         if training:
@@ -78,6 +80,14 @@ def forward(
         g = gates[t if training else 0]
         # the product goes to a warm scratch block; the add then writes the gates
         xp.matmul(w_hh, hp, out=rec)
+        if jit is not None:
+            xp.add(rec, xw[t], out=rec)  # xw[t] is a strided view: one NumPy pass
+            jit.forward_step(rec, cp, g, cn, hn, standard)
+            if mask is not None and mask.padded_steps[t]:
+                pad = mask.pad[t].T
+                xp.copyto(hn, hp, where=pad)
+                xp.copyto(cn, cp, where=pad)
+            continue
         xp.add(rec, xw[t], out=g)
         # one tanh for all gates: sigmoid(a) = 0.5 * tanh(a / 2) + 0.5 (no overflow)
         xp.multiply(g[sig[0]], half, out=g[sig[0]])
@@ -124,7 +134,6 @@ def backward(
     T, B, n_in = x.shape
     H = w_hh.shape[1]
     dt = x.dtype
-    one = dt.type(1)
     dgates_buf, dgates, dflat = step_blocks(xp, 4 * H, T, B, dt)
     dh = grad_columns(xp, d_state[0], B, H, dt)
     dc = grad_columns(xp, d_state[1], B, H, dt)
@@ -136,40 +145,24 @@ def backward(
     ds = workspace.take(xp, (4 * H, B), dt)
     t1 = workspace.take(xp, (H, B), dt)
     dc_in = workspace.take(xp, (H, B), dt)
-    a_i, a_f, a_g, a_o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
+    jit = lstm_steps(xp, dt)
     for k, t in enumerate(steps.backward_order):
         if dy is not None:
             xp.add(dh, dy[t].T, out=dh)
         g = gates[t]
-        i, f, gg, o = g[:H], g[H : 2 * H], g[2 * H : 3 * H], g[3 * H :]
         d = dgates[t]
         c, cp = cs[t + steps.new], cs[t + steps.prev]
         padded = mask is not None and mask.padded_steps[t]
         if padded:
             xp.copyto(dc_in, dc)
-        # dc += dh * dh/dc; a_o = dh * dh/do
-        if standard:
-            xp.tanh(c, out=t1)
-            xp.multiply(dh, t1, out=a_o)
-            xp.multiply(t1, t1, out=t1)
-            xp.subtract(one, t1, out=t1)
-            xp.multiply(t1, o, out=t1)
-            xp.multiply(t1, dh, out=t1)
+        if jit is not None:
+            # the compiled pass writes contiguous blocks; d is a strided view unless B = 1
+            d_out = d if d.flags.c_contiguous else a
+            jit.backward_step(g, c, cp, dh, dc, d_out, standard)
+            if d_out is not d:
+                xp.copyto(d, d_out)
         else:
-            xp.multiply(dh, c, out=a_o)
-            xp.multiply(dh, o, out=t1)
-        xp.add(dc, t1, out=dc)
-        xp.multiply(dc, gg, out=a_i)
-        xp.multiply(dc, cp, out=a_f)
-        xp.multiply(dc, i, out=a_g)
-        # derivatives: sigmoid' = s (1 - s) on all rows at once, then the g rows get
-        # tanh' = 1 - g**2; one product turns a into the pre-activation gradients
-        xp.subtract(one, g, out=ds)
-        xp.multiply(ds, g, out=ds)
-        xp.multiply(gg, gg, out=t1)
-        xp.subtract(one, t1, out=ds[2 * H : 3 * H])
-        xp.multiply(a, ds, out=d)
-        xp.multiply(dc, f, out=dc)
+            _backward_step_numpy(xp, H, dh, dc, g, c, cp, d, a, ds, t1, standard)
         if padded:
             pad = mask.pad[t].T
             xp.copyto(d, 0, where=pad)
@@ -186,6 +179,52 @@ def backward(
     )
     workspace.give(xp, dgates_buf)
     return dx, to_rows(xp, dh), to_rows(xp, dc), dw_ih, dw_hh, db, db
+
+
+def _backward_step_numpy(
+    xp: Any,
+    H: int,
+    dh: Array,
+    dc: Array,
+    g: Array,
+    c: Array,
+    cp: Array,
+    d: Array,
+    a: Array,
+    ds: Array,
+    t1: Array,
+    standard: bool,
+) -> None:
+    """One step's gate gradients d (4H, B) in NumPy passes; dc: dL/dc_t in, dL/dc_{t-1} out.
+
+    a, ds (4H, B) and t1 (H, B) are scratch.
+    """
+    one = dc.dtype.type(1)
+    i, f, gg, o = g[:H], g[H : 2 * H], g[2 * H : 3 * H], g[3 * H :]
+    a_i, a_f, a_g, a_o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
+    # dc += dh * dh/dc; a_o = dh * dh/do
+    if standard:
+        xp.tanh(c, out=t1)
+        xp.multiply(dh, t1, out=a_o)
+        xp.multiply(t1, t1, out=t1)
+        xp.subtract(one, t1, out=t1)
+        xp.multiply(t1, o, out=t1)
+        xp.multiply(t1, dh, out=t1)
+    else:
+        xp.multiply(dh, c, out=a_o)
+        xp.multiply(dh, o, out=t1)
+    xp.add(dc, t1, out=dc)
+    xp.multiply(dc, gg, out=a_i)
+    xp.multiply(dc, cp, out=a_f)
+    xp.multiply(dc, i, out=a_g)
+    # derivatives: sigmoid' = s (1 - s) on all rows at once, then the g rows get
+    # tanh' = 1 - g**2; one product turns a into the pre-activation gradients
+    xp.subtract(one, g, out=ds)
+    xp.multiply(ds, g, out=ds)
+    xp.multiply(gg, gg, out=t1)
+    xp.subtract(one, t1, out=ds[2 * H : 3 * H])
+    xp.multiply(a, ds, out=d)
+    xp.multiply(dc, f, out=dc)
 
 
 def release(cache: Any) -> None:

@@ -1,0 +1,171 @@
+"""One LSTM step's element-wise work as one compiled loop (numba; the ``jit`` extra).
+
+Imported only through :mod:`.jit` (importing this module imports numba). The fused
+kernel (:mod:`.lstm`) keeps its GEMMs and step loop and calls, per step,
+:func:`forward_step` after the recurrent product and :func:`backward_step` before the
+dh product; these replace its dozen NumPy passes with one pass over the gate blocks.
+
+Why the code looks like this (measured on 2 cores, see DESIGN.md):
+- numba's pip build has no SVML, so ``math.tanh`` runs scalar libm, slower than NumPy's
+  SIMD tanh. In float32, tanh is therefore a clamped 13/6 rational function written as
+  plain arithmetic (Eigen's ``generic_fast_tanh_float`` coefficients), which LLVM
+  vectorizes: at most 5 ulp / 3e-7 absolute error over the float32 range (see
+  :func:`tanh_float32`). float64 uses the exact ``math.tanh``.
+- Loops are flat over contiguous rows of the gate blocks, outputs never alias inputs,
+  ``error_model="numpy"``, no ``prange`` (its threads fight OpenBLAS's for the cores).
+- ``cache=True``: the compiled code is kept next to this file, so only the first process
+  pays the compile (a few seconds); later ones load it in about 0.1 s.
+
+Every array is contiguous: the loop runs flat over the H*B elements of each gate block
+(a (4, H*B) view of a (4H, B) block; the gate index is a constant, so numba needs no
+negative-index check and LLVM vectorizes the loop). The caller adds the input product
+into the recurrent one first and copies gate gradients into strided buffers after.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["forward_step", "backward_step", "tanh_float32"]
+
+numba: Any = importlib.import_module("numba")
+_extending: Any = importlib.import_module("numba.extending")
+_types: Any = importlib.import_module("numba.core.types")
+
+Array = Any
+_JIT = {"cache": True, "nogil": True, "error_model": "numpy", "fastmath": {"contract"}}
+
+_f32 = np.float32
+# tanh(x) = x P(x^2) / Q(x^2) on [-7.905, 7.905], +-1 (to float32) beyond
+_CLAMP = _f32(7.90531110763549805)
+_TINY = _f32(0.0004)
+_A1, _A3, _A5, _A7 = _f32(4.89352455891786e-03), _f32(6.37261928875436e-04), _f32(
+    1.48572235717979e-05
+), _f32(5.12229709037114e-08)
+_A9, _A11, _A13 = _f32(-8.60467152213735e-11), _f32(2.00018790482477e-13), _f32(
+    -2.76076847742355e-16
+)
+_B0, _B2, _B4, _B6 = _f32(4.89352518554385e-03), _f32(2.26843463243900e-03), _f32(
+    1.18534705686654e-04
+), _f32(1.19825839466702e-06)
+
+
+def _tanh_rational(x: Any) -> Any:
+    # comparisons, not min/max: a NaN fails both and stays NaN
+    if x > _CLAMP:
+        x = _CLAMP
+    elif x < -_CLAMP:
+        x = -_CLAMP
+    x2 = x * x
+    p = _A13 * x2 + _A11
+    p = p * x2 + _A9
+    p = p * x2 + _A7
+    p = p * x2 + _A5
+    p = p * x2 + _A3
+    p = p * x2 + _A1
+    p = p * x
+    q = _B6 * x2 + _B4
+    q = q * x2 + _B2
+    q = q * x2 + _B0
+    # below 4e-4, tanh(x) = x to float32 precision (and keeps -0.0 and subnormals exact)
+    return x if abs(x) < _TINY else p / q
+
+
+def _tanh(x: Any) -> Any:
+    """tanh for the compiled loops: rational in float32, exact otherwise."""
+    return math.tanh(x)
+
+
+@_extending.overload(_tanh, jit_options={"fastmath": {"contract"}})
+def _tanh_overload(x: Any) -> Any:
+    if x == _types.float32:
+        return _tanh_rational
+    return _tanh
+
+
+def _forward(
+    a: Array, cp: Array, g: Array, cn: Array, hn: Array, standard: bool, half: Any
+) -> None:
+    for j in range(cp.shape[0]):
+        # sigmoid(a) = 0.5 * tanh(a / 2) + 0.5: no overflow for large |a|
+        i = half * _tanh(half * a[0, j]) + half
+        f = half * _tanh(half * a[1, j]) + half
+        gg = _tanh(a[2, j])
+        o = half * _tanh(half * a[3, j]) + half
+        c = f * cp[j] + i * gg
+        g[0, j] = i
+        g[1, j] = f
+        g[2, j] = gg
+        g[3, j] = o
+        cn[j] = c
+        hn[j] = o * _tanh(c) if standard else o * c
+
+
+def _backward(
+    g: Array, c: Array, cp: Array, dh: Array, dc: Array, d: Array, standard: bool, one: Any
+) -> None:
+    for j in range(c.shape[0]):
+        i, f, gg, o = g[0, j], g[1, j], g[2, j], g[3, j]
+        dhj = dh[j]
+        if standard:
+            tc = _tanh(c[j])
+            a_o = dhj * tc
+            dct = dc[j] + dhj * o * (one - tc * tc)
+        else:
+            a_o = dhj * c[j]
+            dct = dc[j] + dhj * o
+        d[0, j] = dct * gg * i * (one - i)
+        d[1, j] = dct * cp[j] * f * (one - f)
+        d[2, j] = dct * i * (one - gg * gg)
+        d[3, j] = a_o * o * (one - o)
+        dc[j] = dct * f
+
+
+def _tanh_array(x: Array, out: Array) -> None:
+    for k in range(x.shape[0]):
+        out[k] = _tanh(x[k])
+
+
+_forward_jit = numba.njit(**_JIT)(_forward)
+_backward_jit = numba.njit(**_JIT)(_backward)
+_tanh_array_jit = numba.njit(**_JIT)(_tanh_array)
+
+
+def forward_step(a: Array, cp: Array, g: Array, cn: Array, hn: Array, standard: bool) -> None:
+    """Gates g = act(a), cn = f * cp + i * gg, hn = o * tanh(cn) (or o * cn).
+
+    a, g: contiguous (4H, B) pre-activations and activated gates, order (i, f, g, o);
+    cp, cn, hn: contiguous (H, B). g, cn, hn are written and must not overlap a or cp.
+    """
+    n = cp.size
+    _forward_jit(
+        a.reshape(4, n), cp.reshape(n), g.reshape(4, n), cn.reshape(n), hn.reshape(n),
+        standard, cp.dtype.type(0.5),
+    )
+
+
+def backward_step(
+    g: Array, c: Array, cp: Array, dh: Array, dc: Array, d: Array, standard: bool
+) -> None:
+    """Gate gradients d (4H, B) from dh and the saved gates g (4H, B), states c, cp (H, B).
+
+    dc (H, B) is dL/dc_t on entry and dL/dc_{t-1} on return. All contiguous; d must
+    not overlap the others.
+    """
+    n = c.size
+    _backward_jit(
+        g.reshape(4, n), c.reshape(n), cp.reshape(n), dh.reshape(n), dc.reshape(n),
+        d.reshape(4, n), standard, c.dtype.type(1),
+    )
+
+
+def tanh_float32(x: Array) -> Array:
+    """The compiled loops' float32 tanh on a 1-D float32 array (for tests and accuracy)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.empty_like(x)
+    _tanh_array_jit(x, out)
+    return out
