@@ -43,36 +43,55 @@ _f32 = np.float32
 # tanh(x) = x P(x^2) / Q(x^2) on [-7.905, 7.905], +-1 (to float32) beyond
 _CLAMP = _f32(7.90531110763549805)
 _TINY = _f32(0.0004)
-_A1, _A3, _A5, _A7 = _f32(4.89352455891786e-03), _f32(6.37261928875436e-04), _f32(
-    1.48572235717979e-05
-), _f32(5.12229709037114e-08)
-_A9, _A11, _A13 = _f32(-8.60467152213735e-11), _f32(2.00018790482477e-13), _f32(
-    -2.76076847742355e-16
+_A1, _A3, _A5, _A7 = (
+    _f32(4.89352455891786e-03),
+    _f32(6.37261928875436e-04),
+    _f32(1.48572235717979e-05),
+    _f32(5.12229709037114e-08),
 )
-_B0, _B2, _B4, _B6 = _f32(4.89352518554385e-03), _f32(2.26843463243900e-03), _f32(
-    1.18534705686654e-04
-), _f32(1.19825839466702e-06)
+_A9, _A11, _A13 = (
+    _f32(-8.60467152213735e-11),
+    _f32(2.00018790482477e-13),
+    _f32(-2.76076847742355e-16),
+)
+_B0, _B2, _B4, _B6 = (
+    _f32(4.89352518554385e-03),
+    _f32(2.26843463243900e-03),
+    _f32(1.18534705686654e-04),
+    _f32(1.19825839466702e-06),
+)
+
+
+_ONE = _f32(1)
+_SATURATED = _f32(9)  # tanh(x) rounds to 1 in float32 from x = 8.7 on
 
 
 def _tanh_rational(x: Any) -> Any:
     # comparisons, not min/max: a NaN fails both and stays NaN
-    if x > _CLAMP:
-        x = _CLAMP
-    elif x < -_CLAMP:
-        x = -_CLAMP
-    x2 = x * x
-    p = _A13 * x2 + _A11
-    p = p * x2 + _A9
-    p = p * x2 + _A7
-    p = p * x2 + _A5
-    p = p * x2 + _A3
-    p = p * x2 + _A1
-    p = p * x
-    q = _B6 * x2 + _B4
-    q = q * x2 + _B2
-    q = q * x2 + _B0
+    y = x
+    if y > _CLAMP:
+        y = _CLAMP
+    elif y < -_CLAMP:
+        y = -_CLAMP
+    y2 = y * y
+    p = _A13 * y2 + _A11
+    p = p * y2 + _A9
+    p = p * y2 + _A7
+    p = p * y2 + _A5
+    p = p * y2 + _A3
+    p = p * y2 + _A1
+    p = p * y
+    q = _B6 * y2 + _B4
+    q = q * y2 + _B2
+    q = q * y2 + _B0
     # below 4e-4, tanh(x) = x to float32 precision (and keeps -0.0 and subnormals exact)
-    return x if abs(x) < _TINY else p / q
+    r = y if abs(y) < _TINY else p / q
+    # exactly +-1 where float32 tanh is (sigmoid gates then saturate at exactly 0 and 1)
+    if x > _SATURATED:
+        r = _ONE
+    elif x < -_SATURATED:
+        r = -_ONE
+    return r
 
 
 def _tanh(x: Any) -> Any:
@@ -143,8 +162,13 @@ def forward_step(a: Array, cp: Array, g: Array, cn: Array, hn: Array, standard: 
     """
     n = cp.size
     _forward_jit(
-        a.reshape(4, n), cp.reshape(n), g.reshape(4, n), cn.reshape(n), hn.reshape(n),
-        standard, cp.dtype.type(0.5),
+        a.reshape(4, n),
+        cp.reshape(n),
+        g.reshape(4, n),
+        cn.reshape(n),
+        hn.reshape(n),
+        standard,
+        cp.dtype.type(0.5),
     )
 
 
@@ -158,8 +182,14 @@ def backward_step(
     """
     n = c.size
     _backward_jit(
-        g.reshape(4, n), c.reshape(n), cp.reshape(n), dh.reshape(n), dc.reshape(n),
-        d.reshape(4, n), standard, c.dtype.type(1),
+        g.reshape(4, n),
+        c.reshape(n),
+        cp.reshape(n),
+        dh.reshape(n),
+        dc.reshape(n),
+        d.reshape(4, n),
+        standard,
+        c.dtype.type(1),
     )
 
 

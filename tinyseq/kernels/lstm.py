@@ -174,9 +174,7 @@ def backward(
         if k % FLUSH_EVERY == FLUSH_EVERY - 1:
             flush_subnormals(xp, dh, dc)
     workspace.give(xp, w_hh_t, a, ds, t1, dc_in)
-    dx, dw_ih, dw_hh, db = sequence_grads(
-        xp, dflat, x, steps.inputs(hs), w_ih, has_bias, need_dx
-    )
+    dx, dw_ih, dw_hh, db = sequence_grads(xp, dflat, x, steps.inputs(hs), w_ih, has_bias, need_dx)
     workspace.give(xp, dgates_buf)
     return dx, to_rows(xp, dh), to_rows(xp, dc), dw_ih, dw_hh, db, db
 
