@@ -5,7 +5,12 @@ PyTorch's form) and LSTM (standard), in one process run:
 
 - tinyseq fused: ``ts.nn.Recurrent(cell, I, H)``, which runs the cell's fused kernel;
 - tinyseq step path: the same layer with ``fused=False`` (one autograd graph per step);
-- PyTorch CPU ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` with the same weights and threads.
+- PyTorch CPU ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` with the same weights and threads;
+- with numba installed (the ``jit`` extra), tinyseq fused twice: with the compiled
+  element-wise pass ("fused", the default) and without it ("numpy", ``use_jit(False)``);
+- the GEMM floor: the fused layer's matrix products alone (the input product, one
+  recurrent product per step; training adds the per-step dh products and the dx, dW_ih
+  and dW_hh products), with no element-wise work: no element-wise change gets below it.
 
 It prints inference and training-step times (forward + backward including the input
 and weight gradients; median of the timed runs after warm-up), tinyseq/PyTorch, GFLOP/s
@@ -44,6 +49,7 @@ import numpy as np
 import tinyseq as ts
 from tinyseq.cell import Cell, State, chunk, linear
 from tinyseq.kernels import workspace
+from tinyseq.kernels.jit import jit_available, use_jit
 from tinyseq.nn import Parameter
 from tinyseq.nn.init import uniform_
 
@@ -252,6 +258,64 @@ class Case:
         return sum(seen.values())
 
 
+class GemmFloor:
+    """The fused kernels' matrix products for one shape, with no element-wise work."""
+
+    def __init__(self, shape: tuple[int, int, int, int], gates: int, seed: int = 0) -> None:
+        T, B, n_in, H = shape
+        G = gates * H
+        rng = np.random.default_rng(seed)
+        f32 = np.float32
+        self.T = T
+        self.w_ih = rng.standard_normal((G, n_in)).astype(f32)
+        self.w_hh = rng.standard_normal((G, H)).astype(f32)
+        self.x = rng.standard_normal((T * B, n_in)).astype(f32)
+        self.h = rng.standard_normal((H, B)).astype(f32) * f32(0.1)
+        self.hs = rng.standard_normal((T * B, H)).astype(f32)
+        self.xw = np.empty((G, T * B), f32)
+        self.rec = np.empty((G, B), f32)
+        self.d = rng.standard_normal((G, T * B)).astype(f32) * f32(0.1)
+        self.dh = np.empty((H, B), f32)
+
+    def infer(self) -> None:
+        np.matmul(self.w_ih, self.x.T, out=self.xw)
+        for _ in range(self.T):
+            np.matmul(self.w_hh, self.h, out=self.rec)
+
+    def train(self) -> None:
+        self.infer()
+        w_hh_t = self.w_hh.T.copy()
+        B = self.h.shape[1]
+        for t in range(self.T):
+            np.matmul(w_hh_t, self.d[:, t * B : (t + 1) * B], out=self.dh)
+        np.matmul(self.d.T, self.w_ih)
+        np.matmul(self.d, self.x)
+        np.matmul(self.d, self.hs)
+
+
+def sgemm_peak(n: int = 2048, runs: int = 5) -> float:
+    """GFLOP/s of NumPy's float32 GEMM on a large square product (the machine's peak)."""
+    a = np.ones((n, n), np.float32)
+    out = np.empty_like(a)
+    np.matmul(a, a, out=out)
+    best = math.inf
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        np.matmul(a, a, out=out)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best / 1e9
+
+
+def with_jit(enabled: bool, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """fn run with the compiled element-wise pass on or off."""
+
+    def run() -> Any:
+        with use_jit(enabled):
+            return fn()
+
+    return run
+
+
 def run_layers(
     torch: Any, configs: dict[str, tuple[int, int, int, int]], cells: list[str], args: Any
 ) -> list[dict[str, Any]]:
@@ -268,6 +332,15 @@ def run_layers(
                 "fused": case.train(case.layer),
                 "torch": case.torch_train,
             }
+            if jit_available():
+                impls_inf["fused"] = with_jit(True, impls_inf["fused"])
+                impls_train["fused"] = with_jit(True, impls_train["fused"])
+                impls_inf["numpy"] = with_jit(False, case.infer(case.layer))
+                impls_train["numpy"] = with_jit(False, case.train(case.layer))
+            if not args.no_floor:
+                floor = GemmFloor(shape, case.gates)
+                impls_inf["floor"] = floor.infer
+                impls_train["floor"] = floor.train
             if not args.no_step:
                 impls_inf["step"] = case.infer(case.step_layer)
                 impls_train["step"] = case.train(case.step_layer)
@@ -414,18 +487,17 @@ def print_row(row: dict[str, Any]) -> None:
     def ratio(d: dict[str, float], k: str) -> str:
         return f"{d[k] / d['torch']:6.2f}x" if k in d else "      -"
 
-    print(
-        f"{row['config']:4s} {row['cell']:4s} infer  fused{cell(inf, 'fused')} step{cell(inf, 'step')} "
-        f"torch{cell(inf, 'torch')} ms  fused/torch {ratio(inf, 'fused')} step/torch "
-        f"{ratio(inf, 'step')}  GFLOP/s fused {row['infer_gflops']['fused']:6.1f} torch "
-        f"{row['infer_gflops']['torch']:6.1f}"
-    )
-    print(
-        f"{'':9s} train  fused{cell(train, 'fused')} step{cell(train, 'step')} "
-        f"torch{cell(train, 'torch')} ms  fused/torch {ratio(train, 'fused')} step/torch "
-        f"{ratio(train, 'step')}  GFLOP/s fused {row['train_gflops']['fused']:6.1f} torch "
-        f"{row['train_gflops']['torch']:6.1f}"
-    )
+    for label, d, gf, indent in (
+        ("infer", inf, row["infer_gflops"], f"{row['config']:4s} {row['cell']:4s}"),
+        ("train", train, row["train_gflops"], f"{'':9s}"),
+    ):
+        print(
+            f"{indent} {label}  fused{cell(d, 'fused')} numpy{cell(d, 'numpy')} "
+            f"step{cell(d, 'step')} floor{cell(d, 'floor')} torch{cell(d, 'torch')} ms  "
+            f"/torch: fused {ratio(d, 'fused')} numpy {ratio(d, 'numpy')} step "
+            f"{ratio(d, 'step')} floor {ratio(d, 'floor')}  GFLOP/s fused {gf['fused']:6.1f} "
+            f"torch {gf['torch']:6.1f}"
+        )
     steps = f" step {mem['step']:.1f}" if "step" in mem else ""
     print(
         f"{'':9s} saved bytes/(T*B*H): fused {mem['fused']:.1f}{steps} torch {mem['torch']:.1f} "
@@ -463,6 +535,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--warmup", type=int, default=None, help="untimed runs per block")
     parser.add_argument("--no-step", action="store_true", help="skip the tinyseq step path")
     parser.add_argument("--no-plugin", action="store_true", help="skip the plugin-cell comparison")
+    parser.add_argument("--no-floor", action="store_true", help="skip the GEMM-floor timing")
     parser.add_argument(
         "--no-long-scaling", action="store_true", help="skip the T=100 vs T=1000 check"
     )
@@ -515,13 +588,38 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"tinyseq RNN CPU benchmark: {threads} threads, torch {torch.__version__}, numpy {np.__version__}"
     )
     print(f"BLAS: {blas_description()}  env: {env or '-'}")
+    if jit_available():
+        import numba
+
+        jit_line = f"numba {numba.__version__}: fused = compiled element-wise pass, numpy = without"
+    else:
+        jit_line = "numba not installed: fused = the NumPy kernels (no 'numpy' column)"
+    print(f"jit: {jit_line}")
     how = "interleaved call by call" if args.interleave else "in alternating blocks"
     print(
         f"timing: median of {args.rounds} x {args.runs} runs after {args.warmup} warm-up, "
         f"{how} (Long: half the runs)"
     )
-    results: dict[str, Any] = {"threads": threads, "blas": blas_description(), "env": env}
+    results: dict[str, Any] = {
+        "threads": threads,
+        "blas": blas_description(),
+        "env": env,
+        "jit": jit_available(),
+    }
+    peak = sgemm_peak(256 if args.quick else 2048)
+    results["sgemm_peak_gflops"] = peak
+    print(f"sgemm peak (2048^3 float32 GEMM): {peak:.1f} GFLOP/s")
     results["layers"] = run_layers(torch, configs, args.cells, args)
+    for row in results["layers"]:
+        row["train_fraction_of_peak"] = {
+            k: v / peak for k, v in row["train_gflops"].items() if k in ("fused", "torch")
+        }
+        if row["cell"] == "lstm" or len(args.cells) == 1:
+            frac = row["train_fraction_of_peak"]
+            print(
+                f"  {row['config']:4s} {row['cell']:4s} training, fraction of sgemm peak: "
+                f"fused {frac['fused']:.0%}, torch {frac['torch']:.0%}"
+            )
     if "Long" in configs and not args.no_long_scaling:
         print("Long config, time against T/10:")
         results["long_scaling"] = run_long_scaling(torch, configs["Long"], args.cells, args)
