@@ -49,6 +49,7 @@ import numpy as np
 import tinyseq as ts
 from tinyseq.cell import Cell, State, chunk, linear
 from tinyseq.kernels import workspace
+from tinyseq.kernels.columns import InputSteps
 from tinyseq.kernels.jit import jit_available, use_jit
 from tinyseq.nn import Parameter
 from tinyseq.nn.init import uniform_
@@ -269,18 +270,22 @@ class GemmFloor:
         self.T = T
         self.w_ih = rng.standard_normal((G, n_in)).astype(f32)
         self.w_hh = rng.standard_normal((G, H)).astype(f32)
-        self.x = rng.standard_normal((T * B, n_in)).astype(f32)
+        self.x3 = rng.standard_normal((T, B, n_in)).astype(f32)
+        self.x = self.x3.reshape(T * B, n_in)
         self.h = rng.standard_normal((H, B)).astype(f32) * f32(0.1)
         self.hs = rng.standard_normal((T * B, H)).astype(f32)
-        self.xw = np.empty((G, T * B), f32)
         self.rec = np.empty((G, B), f32)
         self.d = rng.standard_normal((G, T * B)).astype(f32) * f32(0.1)
         self.dh = np.empty((H, B), f32)
 
     def infer(self) -> None:
-        np.matmul(self.w_ih, self.x.T, out=self.xw)
-        for _ in range(self.T):
+        # the input product in the fused kernels' chunks of steps (a whole-sequence
+        # product is read back from memory and costs more at long T)
+        xw = InputSteps(np, self.x3, self.w_ih, None)
+        for t in range(self.T):
+            xw[t]
             np.matmul(self.w_hh, self.h, out=self.rec)
+        xw.release()
 
     def train(self) -> None:
         self.infer()

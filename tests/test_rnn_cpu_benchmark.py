@@ -33,3 +33,15 @@ def test_rnn_cpu_benchmark_quick(capsys: pytest.CaptureFixture[str]) -> None:
         assert row["max_abs_diff_vs_torch"] < 1e-4  # same weights, same outputs
         assert row["saved_bytes_per_tbh"]["fused"] > 0
     assert results["plugin"][0]["max_abs_diff_vs_torch"] < 1e-4
+
+
+def test_main_job_benchmark_workers_run_one_step() -> None:
+    pytest.importorskip("torch")
+    path = SCRIPT.parent / "main_job.py"
+    spec = importlib.util.spec_from_file_location("main_job_benchmark", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for worker in (module.tinyseq_worker, module.torch_worker):
+        result = worker(1, 1)
+        assert result["steps_per_s"] > 0 and result["warmup_s"] > 0
