@@ -99,11 +99,14 @@ def _tanh(x: Any) -> Any:
     return math.tanh(x)
 
 
-@_extending.overload(_tanh, jit_options={"fastmath": {"contract"}})
 def _tanh_overload(x: Any) -> Any:
+    # chosen by numba at compile time from the argument's type
     if x == _types.float32:
         return _tanh_rational
     return _tanh
+
+
+_extending.overload(_tanh, jit_options={"fastmath": {"contract"}})(_tanh_overload)
 
 
 def _forward(
