@@ -82,7 +82,7 @@ def forward(
         xp.matmul(w_hh, hp, out=rec)
         if jit is not None:
             xp.add(rec, xw[t], out=rec)  # xw[t] is a strided view: one NumPy pass
-            jit.forward_step(rec, cp, g, cn, hn, standard)
+            jit.forward_step(rec, cp, g, cn, hn, standard, half)
             if mask is not None and mask.padded_steps[t]:
                 pad = mask.pad[t].T
                 xp.copyto(hn, hp, where=pad)
@@ -146,6 +146,7 @@ def backward(
     t1 = workspace.take(xp, (H, B), dt)
     dc_in = workspace.take(xp, (H, B), dt)
     jit = lstm_steps(xp, dt)
+    one = dt.type(1)
     for k, t in enumerate(steps.backward_order):
         if dy is not None:
             xp.add(dh, dy[t].T, out=dh)
@@ -158,7 +159,7 @@ def backward(
         if jit is not None:
             # the compiled pass writes contiguous blocks; d is a strided view unless B = 1
             d_out = d if d.flags.c_contiguous else a
-            jit.backward_step(g, c, cp, dh, dc, d_out, standard)
+            jit.backward_step(g, c, cp, dh, dc, d_out, standard, one)
             if d_out is not d:
                 xp.copyto(d, d_out)
         else:
