@@ -298,7 +298,7 @@ class GemmFloor:
         np.matmul(self.d, self.hs)
 
 
-def sgemm_peak(n: int = 2048, runs: int = 5) -> float:
+def sgemm_peak(n: int = 2048, runs: int = 10) -> float:
     """GFLOP/s of NumPy's float32 GEMM on a large square product (the machine's peak)."""
     a = np.ones((n, n), np.float32)
     out = np.empty_like(a)
@@ -611,10 +611,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "env": env,
         "jit": jit_available(),
     }
-    peak = sgemm_peak(256 if args.quick else 2048)
-    results["sgemm_peak_gflops"] = peak
-    print(f"sgemm peak (2048^3 float32 GEMM): {peak:.1f} GFLOP/s")
+    n_peak = 256 if args.quick else 2048
+    peak_before = sgemm_peak(n_peak)
+    print(f"sgemm peak ({n_peak}^3 float32 GEMM, best of 10): {peak_before:.1f} GFLOP/s")
     results["layers"] = run_layers(torch, configs, args.cells, args)
+    # the machine's speed drifts: the better of a measurement before and one after
+    peak = max(peak_before, sgemm_peak(n_peak))
+    results["sgemm_peak_gflops"] = peak
+    print(f"sgemm peak, best of before and after the layers: {peak:.1f} GFLOP/s")
     for row in results["layers"]:
         row["train_fraction_of_peak"] = {
             k: v / peak for k, v in row["train_gflops"].items() if k in ("fused", "torch")
