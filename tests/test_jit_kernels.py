@@ -154,10 +154,17 @@ def test_use_jit_switches_and_restores() -> None:
     assert jit.jit_enabled() == before
 
 
-def test_environment_variable_turns_it_off() -> None:
-    code = "from tinyseq.kernels import jit; print(jit.jit_enabled(), jit.jit_available())"
+def test_environment_variable_turns_it_off_and_numba_is_not_imported() -> None:
+    # with TINYSEQ_JIT=0 a float32 LSTM runs on NumPy and numba is never imported
+    code = (
+        "import sys, numpy as np, tinyseq as ts\n"
+        "from tinyseq.kernels import jit\n"
+        "layer = ts.nn.Recurrent('lstm', 3, 4)\n"
+        "layer(ts.tensor(np.ones((2, 1, 3), np.float32)))\n"
+        "print(jit.jit_enabled(), 'numba' in sys.modules, jit.jit_available())\n"
+    )
     env = dict(os.environ, TINYSEQ_JIT="0")
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout.split()
-    assert out == ["False", "True"]
+    assert out == ["False", "False", "True"]

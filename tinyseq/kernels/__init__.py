@@ -22,6 +22,10 @@ for dx, dW_ih and dW_hh over all steps. Two step layouts:
   small gates per step, the columns layout's extra transposing passes cost more than
   they save (vanilla RNN, batch 64: training 1.19x instead of 0.96x of PyTorch).
 
+With numba installed (the ``jit`` extra), the lstm kernel does each float32 step's
+element-wise work in one compiled, vectorized pass (:mod:`.jit_lstm`) instead of a dozen
+NumPy calls; ``TINYSEQ_JIT=0`` or :func:`.jit.use_jit` turns that off (:mod:`.jit`).
+
 Scratch buffers, and the gru and lstm saved buffers, come from a bounded pool
 (:mod:`.workspace`): fresh arrays of a few MB cost page faults on every call (at
 config S they were a fifth of an LSTM training step). Nothing derived from the weights
