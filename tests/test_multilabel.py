@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import tinyseq as ts
 from tinyseq.data import Batch, SequenceDataset, pad_sequences
@@ -52,6 +51,7 @@ def test_padded_steps_contribute_nothing(cell: str) -> None:
 
 
 def test_loss_is_nats_per_step_summed_over_labels_as_torch() -> None:
+    torch = pytest.importorskip("torch")
     rng = np.random.default_rng(1)
     xs, ys = _pieces(rng, [4, 6]), _pieces(rng, [4, 6])
     ts.manual_seed(1)
