@@ -13,6 +13,7 @@ import pytest
 
 import tinyseq as ts
 from tinyseq.data import SequenceDataset, StreamDataset, Vocab
+from tinyseq.data.batching import Batch
 from tinyseq.models import (
     LanguageModel,
     OneToMany,
@@ -215,6 +216,22 @@ def test_regressor_predicts_the_next_value_of_sine_waves() -> None:
     assert pred[0].shape == (20, 1)
     again = build_model(model.kind, model.config)
     assert again.config == model.config
+
+
+def test_regressor_ignores_nan_targets_at_padded_steps() -> None:
+    # padding is a user's choice (NaN marks "no value" in many series files): it must not reach
+    # the loss or a gradient, which it did when the mask multiplied the error
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 5, 3)).astype(np.float32)
+    y = rng.normal(size=(2, 5, 2)).astype(np.float32)
+    lengths = np.array([5, 3])
+    model = SequenceRegressor(2, input_size=3, hidden_size=4)
+    clean = model.loss(Batch(x, y, lengths, lengths)).loss.item()
+    y[1, 3:] = np.nan
+    result = model.loss(Batch(x, y, lengths, lengths))
+    result.loss.backward()
+    assert result.loss.item() == pytest.approx(clean, rel=1e-6)
+    assert all(np.isfinite(p.grad.data).all() for p in model.parameters())
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

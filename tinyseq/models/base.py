@@ -12,7 +12,9 @@ import numpy.typing as npt
 
 from ..backend import Device
 from ..data.batching import Batch
+from ..functional import dropout as dropout_fn
 from ..nn import CharFeatures, Embedding, Module
+from ..nn.recurrent import Recurrent
 from ..tensor import Tensor, _wrap, concatenate
 
 Arr = npt.NDArray[Any]
@@ -149,3 +151,33 @@ def _with_chars(model: SequenceModel, x: Tensor, batch: Batch) -> Tensor:
                          f"{batch.char_lengths.shape}")
     feats = layer(np.swapaxes(batch.chars, 0, 1), batch.char_lengths.T)
     return concatenate([x, feats], axis=2)
+
+
+
+class _Encoding(SequenceModel):
+    """A model that reads its inputs with a recurrent encoder: ids or features
+    (``inputs``), optional character features (``chars``), dropout on both sides."""
+
+    inputs: _InputLayer
+    chars: CharFeatures | None
+    dropout: float
+
+    def _build_encoder(self, vocab_size: int | None, input_size: int | None, embedding_dim: int,
+                       chars: dict[str, Any], cell: str, hidden_size: int, num_layers: int,
+                       bidirectional: bool, dropout: float,
+                       cell_options: dict[str, Any]) -> Recurrent:
+        """Set ``inputs``, ``chars`` (None without character features) and ``dropout``;
+        return the recurrent encoder over the inputs' and characters' joined width."""
+        self.inputs = _InputLayer(vocab_size, input_size, embedding_dim)
+        self.chars = _char_layer(chars, cell, cell_options)
+        self.dropout = dropout
+        width = self.inputs.size + (self.chars.size if self.chars is not None else 0)
+        return Recurrent(cell, width, hidden_size, num_layers=num_layers,
+                         bidirectional=bidirectional, dropout=dropout, **cell_options)
+
+    def _encode(self, rnn: Recurrent, batch: Batch) -> tuple[Tensor, State]:
+        """The encoder's outputs (T, B, D*H) and final state over ``batch.x`` (padded
+        steps masked; dropout on its inputs while training)."""
+        x = _with_chars(self, self.inputs(np.swapaxes(batch.x, 0, 1), self), batch)
+        x = dropout_fn(x, self.dropout, self.training)
+        return rnn(x, None, lengths=batch.x_lengths)  # type: ignore[no-any-return]

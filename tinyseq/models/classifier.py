@@ -11,24 +11,20 @@ from ..data.batching import Batch
 from ..functional import dropout as dropout_fn
 from ..losses import cross_entropy
 from ..nn import Linear
-from ..nn.recurrent import Recurrent
 from ..tensor import Tensor, _wrap, no_grad, where
 from .base import (
     Arr,
-    SequenceModel,
     State,
     StepResult,
-    _char_layer,
     _char_options,
-    _InputLayer,
+    _Encoding,
     _on,
     _top_hidden,
-    _with_chars,
 )
 
 
 # ---- many to one ----------------------------------------------------------------------
-class SequenceClassifier(SequenceModel):
+class SequenceClassifier(_Encoding):
     """One label per sequence from the last *valid* step (or a masked mean/max pool).
 
     ``pooling="last"`` reads the top layer's final state, which the recurrent layer
@@ -69,21 +65,15 @@ class SequenceClassifier(SequenceModel):
             num_layers=num_layers, bidirectional=bidirectional, pooling=pooling,
             dropout=dropout, **chars, **cell_options,
         )
-        self.inputs = _InputLayer(vocab_size, input_size, embedding_dim)
-        self.chars = _char_layer(chars, cell, cell_options)
-        width = self.inputs.size + (self.chars.size if self.chars is not None else 0)
-        self.rnn = Recurrent(cell, width, hidden_size, num_layers=num_layers,
-                             bidirectional=bidirectional, dropout=dropout, **cell_options)
+        self.rnn = self._build_encoder(vocab_size, input_size, embedding_dim, chars, cell,
+                                  hidden_size, num_layers, bidirectional, dropout, cell_options)
         self.directions = 2 if bidirectional else 1
         self.head = Linear(self.directions * hidden_size, num_classes)
         self.pooling = pooling
-        self.dropout = dropout
 
     def features(self, batch: Batch) -> Tensor:
         """The sequence summary (B, D*H)."""
-        x = _with_chars(self, self.inputs(np.swapaxes(batch.x, 0, 1), self), batch)
-        x = dropout_fn(x, self.dropout, self.training)
-        out, state = self.rnn(x, None, lengths=batch.x_lengths)
+        out, state = self._encode(self.rnn, batch)
         if self.pooling == "last":
             return _top_hidden(state, self.directions)
         mask = batch.x_mask

@@ -7,19 +7,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..data.batching import Batch
-from ..functional import dropout as dropout_fn
 from ..nn.attention import SCORES
-from ..nn.recurrent import Recurrent
 from ..tensor import Tensor, stack
-from .base import (
-    State,
-    _InputLayer,
-)
+from .base import State, _Encoding
 from .generating import _Decoder, _Generating, _Memory
 
 
 # ---- many to many, Tx != Ty: encoder-decoder -----------------------------------------------
-class Seq2Seq(_Generating):
+class Seq2Seq(_Generating, _Encoding):
     """Encoder-decoder (Tx ≠ Ty): the encoder's final state starts the decoder.
 
     A bidirectional encoder's two final states (per layer and state component) are
@@ -65,9 +60,8 @@ class Seq2Seq(_Generating):
             teacher_forcing=teacher_forcing, bos_id=bos_id, eos_id=eos_id, attention=attention,
             **cell_options,
         )
-        self.inputs = _InputLayer(src_vocab_size, input_size, embedding_dim)
-        self.encoder = Recurrent(cell, self.inputs.size, hidden_size, num_layers=num_layers,
-                                 bidirectional=bidirectional, dropout=dropout, **cell_options)
+        self.encoder = self._build_encoder(src_vocab_size, input_size, embedding_dim, {}, cell,
+                                      hidden_size, num_layers, bidirectional, dropout, cell_options)
         directions = 2 if bidirectional else 1
         self.decoder = _Decoder(tgt_vocab_size, embedding_dim, hidden_size, cell, num_layers,
                                 dropout, 0, cell_options, attention, directions * hidden_size)
@@ -75,7 +69,6 @@ class Seq2Seq(_Generating):
         self.num_layers = num_layers
         self.teacher_forcing = teacher_forcing
         self.bos_id, self.eos_id = bos_id, eos_id
-        self.dropout = dropout
 
     def _bridge(self, h: Tensor) -> Tensor:
         if not self.bidirectional:
@@ -88,9 +81,7 @@ class Seq2Seq(_Generating):
         return state, None
 
     def _start(self, batch: Batch) -> tuple[State, Tensor | None, _Memory | None]:
-        x = self.inputs(np.swapaxes(batch.x, 0, 1), self)
-        x = dropout_fn(x, self.dropout, self.training)
-        out, state = self.encoder(x, None, lengths=batch.x_lengths)
+        out, state = self._encode(self.encoder, batch)
         start = self._bridge(state) if isinstance(state, Tensor) else tuple(self._bridge(s) for s in state)
         if self.decoder.attention is None:
             return start, None, None

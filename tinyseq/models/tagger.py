@@ -13,23 +13,19 @@ from ..functional import dropout as dropout_fn
 from ..losses import binary_cross_entropy_with_logits, cross_entropy
 from ..metrics import entity_counts, token_counts
 from ..nn import CRF, Linear
-from ..nn.recurrent import Recurrent
 from ..tensor import Tensor, _wrap, no_grad
 from .base import (
     Arr,
-    SequenceModel,
     State,
     StepResult,
-    _char_layer,
     _char_options,
-    _InputLayer,
+    _Encoding,
     _on,
-    _with_chars,
 )
 
 
 # ---- many to many, aligned: tagging ------------------------------------------------------
-class SequenceTagger(SequenceModel):
+class SequenceTagger(_Encoding):
     """One label per step (Tx = Ty), masked per-step loss; BIO F1 when tags are given.
 
     ``tag_names``: the tag strings by id; when they look like BIO tags, evaluation adds
@@ -71,13 +67,9 @@ class SequenceTagger(SequenceModel):
             num_layers=num_layers, bidirectional=bidirectional, dropout=dropout,
             tag_names=tag_names, **chars, **({"crf": True} if crf else {}), **cell_options,
         )
-        self.inputs = _InputLayer(vocab_size, input_size, embedding_dim)
-        self.chars = _char_layer(chars, cell, cell_options)
-        width = self.inputs.size + (self.chars.size if self.chars is not None else 0)
-        self.rnn = Recurrent(cell, width, hidden_size, num_layers=num_layers,
-                             bidirectional=bidirectional, dropout=dropout, **cell_options)
+        self.rnn = self._build_encoder(vocab_size, input_size, embedding_dim, chars, cell,
+                                  hidden_size, num_layers, bidirectional, dropout, cell_options)
         self.head = Linear((2 if bidirectional else 1) * hidden_size, num_tags)
-        self.dropout = dropout
         self.tag_names = tag_names
         self.bio = bool(tag_names) and all(
             t == "O" or t[:2] in ("B-", "I-") or t.startswith("<") for t in tag_names or ()
@@ -88,9 +80,7 @@ class SequenceTagger(SequenceModel):
 
     def forward(self, batch: Batch) -> Tensor:
         """Logits (T, B, C) (with a CRF: its per-step emission scores)."""
-        x = _with_chars(self, self.inputs(np.swapaxes(batch.x, 0, 1), self), batch)
-        x = dropout_fn(x, self.dropout, self.training)
-        out, _ = self.rnn(x, None, lengths=batch.x_lengths)
+        out, _ = self._encode(self.rnn, batch)
         out = dropout_fn(out, self.dropout, self.training)
         return self.head(out)  # type: ignore[no-any-return]
 
@@ -171,14 +161,16 @@ class SequenceRegressor(SequenceTagger):
                          embedding_dim=embedding_dim, hidden_size=hidden_size, cell=cell,
                          num_layers=num_layers, bidirectional=bidirectional, dropout=dropout,
                          **cell_options)
-        self.config = {"output_size": output_size, **{k: v for k, v in self.config.items()
-                                                      if k not in ("num_tags", "tag_names")}}
+        _rename_size(self, "output_size")
 
     def _squared_error(self, batch: Batch) -> tuple[Tensor, Arr]:
         mask = self._mask(batch)
         pred = self(batch)  # (T, B, F)
-        target = self._floats(np.swapaxes(batch.y, 0, 1).reshape(pred.shape))
-        weight = _wrap(_on(self.device, mask.T[..., None].astype(pred.dtype)), self.device)
+        # padded steps' targets are selected away, not multiplied by 0: NaN padding stays out
+        valid = mask.T[..., None]
+        y = np.swapaxes(np.asarray(batch.y), 0, 1).reshape(pred.shape)
+        target = self._floats(np.where(valid, y, 0.0))
+        weight = _wrap(_on(self.device, valid.astype(pred.dtype)), self.device)
         diff = (pred - target) * weight
         return (diff * diff).sum(), mask
 
@@ -231,8 +223,7 @@ class MultiLabelTagger(SequenceTagger):
                          embedding_dim=embedding_dim, hidden_size=hidden_size, cell=cell,
                          num_layers=num_layers, bidirectional=bidirectional, dropout=dropout,
                          **cell_options)
-        self.config = {"num_labels": num_labels, **{k: v for k, v in self.config.items()
-                                                    if k not in ("num_tags", "tag_names")}}
+        _rename_size(self, "num_labels")
 
     def _nll(self, batch: Batch) -> tuple[Tensor, Arr]:
         """Summed negative log-likelihood of the valid steps, and the mask (B, T)."""
@@ -299,6 +290,13 @@ class MultiLabelTagger(SequenceTagger):
         finally:
             self.train(was)
         return np.concatenate(steps).astype(np.uint8)
+
+
+def _rename_size(model: SequenceTagger, name: str) -> None:
+    """A per-step head's config: its output count under ``name`` instead of the tagger's
+    num_tags (and no tag names), so that load_model rebuilds the right class."""
+    rest = {k: v for k, v in model.config.items() if k not in ("num_tags", "tag_names")}
+    model.config = {name: model.config["num_tags"], **rest}
 
 
 def _sigmoid(x: Arr) -> Arr:

@@ -13,19 +13,17 @@ from ..functional import dropout as dropout_fn
 from ..functional import log_softmax
 from ..metrics import error_counts
 from ..nn import Linear
-from ..nn.recurrent import Recurrent
 from ..tensor import Tensor, no_grad
 from .base import (
     Arr,
-    SequenceModel,
     State,
     StepResult,
-    _InputLayer,
+    _Encoding,
 )
 
 
 # ---- many to many, unaligned: transcription (CTC) --------------------------------------------
-class SequenceTranscriber(SequenceModel):
+class SequenceTranscriber(_Encoding):
     """Frames in, a shorter label sequence out, with no alignment given: CTC.
 
     x: (B, T, F) float frames (or (B, T) ids) with x_lengths; y: (B, S) label ids in
@@ -62,17 +60,13 @@ class SequenceTranscriber(SequenceModel):
             embedding_dim=embedding_dim, hidden_size=hidden_size, cell=cell,
             num_layers=num_layers, bidirectional=bidirectional, dropout=dropout, **cell_options,
         )
-        self.inputs = _InputLayer(vocab_size, input_size, embedding_dim)
-        self.rnn = Recurrent(cell, self.inputs.size, hidden_size, num_layers=num_layers,
-                             bidirectional=bidirectional, dropout=dropout, **cell_options)
+        self.rnn = self._build_encoder(vocab_size, input_size, embedding_dim, {}, cell,
+                                  hidden_size, num_layers, bidirectional, dropout, cell_options)
         self.head = Linear((2 if bidirectional else 1) * hidden_size, num_classes)
-        self.dropout = dropout
 
     def forward(self, batch: Batch) -> Tensor:
         """Per-frame log-probabilities (T, B, C); C = num_classes, blank first."""
-        x = self.inputs(np.swapaxes(batch.x, 0, 1), self)
-        x = dropout_fn(x, self.dropout, self.training)
-        out, _ = self.rnn(x, None, lengths=batch.x_lengths)
+        out, _ = self._encode(self.rnn, batch)
         out = dropout_fn(out, self.dropout, self.training)
         return log_softmax(self.head(out), axis=-1)
 
