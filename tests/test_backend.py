@@ -224,3 +224,19 @@ def test_transposed_copy_is_a_contiguous_transpose(shape: tuple[int, int], dev: 
     out = xp.empty(shape[::-1], dtype=np.float32)
     assert backend.transposed_copy(xp, a, out=out) is out
     np.testing.assert_array_equal(out, np.asarray(a).T)
+
+
+@pytest.mark.parametrize("shape", [(7,), (7, 5), (7, 3, 2)])
+def test_scatter_add_accumulates_repeated_rows_like_add_at(shape) -> None:
+    # the CPU path sorts the index and sums each distinct row once; add.at is the reference
+    rng = np.random.default_rng(3)
+    index = rng.integers(0, shape[0], size=40)
+    values = rng.normal(size=(40, *shape[1:]))
+    start = rng.normal(size=shape)
+    expected = start.copy()
+    np.add.at(expected, index, values)
+    got = start.copy()
+    backend.scatter_add(backend.get_device("cpu"), got, index, values)
+    np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-13)
+    untouched = np.setdiff1d(np.arange(shape[0]), index)
+    np.testing.assert_array_equal(got[untouched], start[untouched])
