@@ -4,6 +4,7 @@ switch (``TINYSEQ_JIT``, ``use_jit``) turns it off."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -168,3 +169,25 @@ def test_environment_variable_turns_it_off_and_numba_is_not_imported() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == ["False", "False", "True"]
+
+
+def test_a_numba_that_cannot_compile_falls_back_to_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    # numba imports but its compile fails (an LLVM or cache problem): one warning, then
+    # the NumPy kernels, with the same results
+    module = importlib.import_module("tinyseq.kernels.jit_lstm")
+
+    def broken() -> None:
+        raise RuntimeError("LLVM says no")
+
+    monkeypatch.setattr(module, "warm_up", broken)
+    monkeypatch.setattr(jit, "_module", [])
+    with pytest.warns(RuntimeWarning, match="compiled LSTM pass is off.*LLVM says no"):
+        assert not jit.jit_available()
+    assert jit.lstm_steps(np, np.float32) is None
+    ts.manual_seed(0)
+    layer = ts.nn.Recurrent("lstm", 3, 4)
+    x = ts.tensor(np.random.default_rng(0).normal(size=(5, 2, 3)).astype(np.float32))
+    got, _ = layer(x)
+    with jit.use_jit(False):
+        want, _ = layer(x)
+    np.testing.assert_array_equal(got.data, want.data)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import warnings
 from types import ModuleType
 from typing import Any
 
@@ -28,13 +29,34 @@ _float64 = [False]
 
 
 def jit_available() -> bool:
-    """Whether numba can be imported (tried once; ``import numba`` takes ~0.2 s)."""
+    """Whether the compiled pass can run: numba imports and compiles it (tried once).
+
+    ``import numba`` takes ~0.2 s; compiling, on the first use after an install, about a
+    second (later processes load it from numba's cache). A numba that imports but cannot
+    compile (an LLVM or cache problem) warns once and leaves the NumPy kernels on.
+    """
     if not _module:
-        try:
-            _module.append(importlib.import_module(".jit_lstm", __package__))
-        except ImportError:
-            _module.append(None)
+        _module.append(_load())
     return _module[0] is not None
+
+
+def _load() -> ModuleType | None:
+    try:
+        module = importlib.import_module(".jit_lstm", __package__)
+    except ImportError:
+        return None
+    try:
+        module.warm_up()
+    except Exception as exc:  # numba's errors have no common base; any of them means "off"
+        warnings.warn(
+            f"tinyseq: the compiled LSTM pass is off, numba could not compile it "
+            f"({type(exc).__name__}: {exc}); the NumPy kernels run instead "
+            f"(set {ENV_VAR}=0 to skip the attempt)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+    return module
 
 
 def jit_enabled() -> bool:

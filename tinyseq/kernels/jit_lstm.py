@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["forward_step", "backward_step", "tanh_float32"]
+__all__ = ["forward_step", "backward_step", "tanh_float32", "warm_up"]
 
 numba: Any = importlib.import_module("numba")
 _extending: Any = importlib.import_module("numba.extending")
@@ -171,8 +171,9 @@ def _tanh_array(x: Array, out: Array) -> None:
 
 
 # called straight from the time loop: a Python wrapper would add ~2 us per step
-forward_step = numba.njit(**_JIT)(_forward_step)
-backward_step = numba.njit(**_JIT)(_backward_step)
+_forward_jit = numba.njit(**_JIT)(_forward_step)
+_backward_jit = numba.njit(**_JIT)(_backward_step)
+forward_step, backward_step = _forward_jit, _backward_jit
 _tanh_array_jit = numba.njit(**_JIT)(_tanh_array)
 
 
@@ -182,3 +183,14 @@ def tanh_float32(x: Array) -> Array:
     out = np.empty_like(x)
     _tanh_array_jit(x, out)
     return out
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) the float32 step functions now, on tiny blocks,
+    so that a numba that cannot compile them fails here, where the caller can fall back."""
+    f32 = np.float32
+    a, g, d = (np.zeros((4, 2), f32) for _ in range(3))
+    cp, cn, hn, dh, dc = (np.zeros((1, 2), f32) for _ in range(5))
+    for standard in (True, False):
+        _forward_jit(a, cp, g, cn, hn, standard, f32(0.5))
+        _backward_jit(g, cn, cp, dh, dc, d, standard, f32(1))
