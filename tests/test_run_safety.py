@@ -290,6 +290,24 @@ def test_cli_resume_names_the_flag_for_a_moved_data_file(tmp_path, monkeypatch, 
                  "--no-progress"]) == 0
 
 
+def test_cli_resume_with_another_model_setting_names_it_and_keeps_the_checkpoint(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--quick", "--out", "run", "--max-steps", "3", "--no-progress"]) == 0
+    before = (tmp_path / "run" / "last.npz").read_bytes()
+    capsys.readouterr()
+    assert main(["train", "--resume", "run/last.npz", "--cell", "gru", "--max-steps", "5",
+                 "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "run/last.npz was trained with cell='lstm'; this run asks for cell='gru'" in err
+    assert "drop --cell" in err
+    assert (tmp_path / "run" / "last.npz").read_bytes() == before
+    # the settings that do not change the model may change on a resume
+    assert main(["train", "--resume", "run/last.npz", "--lr", "0.001", "--max-steps", "5",
+                 "--no-progress"]) == 0
+
+
 def test_cli_evaluate_shows_progress_on_stderr(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "text.txt").write_text("the cat sat on the mat. " * 200)

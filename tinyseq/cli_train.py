@@ -131,6 +131,26 @@ def add_commands(sub: Any) -> None:
 
 
 # ---- train ----------------------------------------------------------------------------------
+def _resume_mismatch(path: str, stored: dict[str, Any], model: Any) -> str | None:
+    """What of the model this run builds differs from the one the checkpoint holds, named
+    by setting (None when they agree or the checkpoint does not say)."""
+    kind, config = stored.get("kind"), stored.get("config")
+    if kind is None or not isinstance(config, dict):
+        return None
+    if kind != model.kind:
+        return (f"{path} holds a {kind} model, this run builds a {model.kind}: a resumed run "
+                f"keeps the task it was trained on (drop --task)")
+    keys = sorted(set(config) | set(model.config))
+    changed = [k for k in keys if config.get(k) != model.config.get(k)]
+    if not changed:
+        return None
+    was = ", ".join(f"{k}={config.get(k)!r}" for k in changed)
+    now = ", ".join(f"{k}={model.config.get(k)!r}" for k in changed)
+    flags = ", ".join("--" + k.replace("_", "-") for k in changed)
+    return (f"{path} was trained with {was}; this run asks for {now}. A resumed run keeps the "
+            f"model it was trained with: drop {flags}, or train a new model into another --out")
+
+
 def _flag_values(args: argparse.Namespace) -> dict[str, Any]:
     from .config import TrainConfig
 
@@ -230,6 +250,11 @@ def _train(args: argparse.Namespace, comm: Any) -> int:
         use_local_gpu()  # one GPU per rank of this machine, before anything is on one
     backend.set_default_device(cfg.device)
     task = build_task(cfg, vocabs)
+    if args.resume:
+        problem = _resume_mismatch(args.resume, meta.get("model", {}), task.model)
+        if problem:
+            say(f"error: {problem}", file=sys.stderr)
+            return 1
     say(task.description)
     say(f"model: {task.model.kind}, {task.model.num_parameters():,} parameters, cell {cfg.cell}")
     if comm.size > 1:
