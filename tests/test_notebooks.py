@@ -78,6 +78,10 @@ def test_tutorial_runs_as_notebook(name: str, tmp_path: Path, kernels: Path) -> 
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
 
+    if name.startswith("08_") and shutil.which("espeak-ng") is None:
+        # as a script it then prints how to install it and exits; a notebook shows that exit
+        # as an error (tests/test_tutorials.py checks the script's message)
+        pytest.skip("the speech tutorial needs espeak-ng (a system package) to make its data")
     # the notebook sits in a folder laid out like tutorials/, as Jupyter runs a kernel
     # in its notebook's folder (the tutorials find their support files from there)
     work = tmp_path / "tutorials"
