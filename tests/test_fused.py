@@ -648,3 +648,24 @@ def test_vanishing_gradient_spends_few_steps_among_subnormals(monkeypatch: pytes
     assert _steps_with_subnormal_dx(250) <= 2 * sequence.FLUSH_EVERY
     monkeypatch.setattr(rnn, "FLUSH_EVERY", 10**9)  # no flushing: many slow steps
     assert _steps_with_subnormal_dx(250) > 2 * sequence.FLUSH_EVERY
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm", "simple_gru"])
+def test_weight_gradients_are_taken_without_copies_and_never_shared(cell: str) -> None:
+    # a kernel's gradients are fresh arrays that the weights take as they are; the one bias
+    # gradient a kernel returns for both biases must still end up as two separate arrays
+    ts.manual_seed(0)
+    layer = ts.nn.Recurrent(cell, 3, 4)
+    x = ts.tensor(np.random.default_rng(0).normal(size=(5, 2, 3)).astype(np.float32), requires_grad=True)
+    out, _ = layer(x)
+    out.sum().backward(retain_graph=True)
+    grads = {name: p.grad.data for name, p in layer.named_parameters()}
+    arrays = list(grads.values()) + [x.grad.data]
+    for i, a in enumerate(arrays):
+        assert a.flags.c_contiguous and a.flags.writeable
+        for b in arrays[i + 1:]:
+            assert not np.shares_memory(a, b)
+    first = {name: g.copy() for name, g in grads.items()}
+    out.sum().backward()  # a second pass adds the same gradients again
+    for name, p in layer.named_parameters():
+        np.testing.assert_allclose(p.grad.data, 2 * first[name], rtol=1e-6)

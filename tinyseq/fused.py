@@ -111,5 +111,6 @@ def run(
             out.append(db_hh)
         return out
 
-    outs = custom_multi([y, *final], parents, backward, device=dev)
+    # every kernel's gradients are new arrays: the weights take theirs without a copy
+    outs = custom_multi([y, *final], parents, backward, device=dev, fresh_grads=True)
     return outs[0], tuple(outs[1:])

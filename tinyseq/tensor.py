@@ -43,6 +43,10 @@ def is_grad_enabled() -> bool:
 
 class _BackwardPass:
     retain_graph = False  # that of the backward pass running now
+    # gradients that a backward made fresh and keeps no reference to (a fused kernel's
+    # weight gradients), by id, held until the pass ends so that no id is reused: the first
+    # leaf to receive one takes it as its .grad without the defensive copy
+    fresh: dict[int, Any] = {}
 
 
 def graph_is_retained() -> bool:
@@ -538,12 +542,12 @@ def _identity_backward(g: Array) -> tuple[Array]:
 
 
 def _run_backward(root: Tensor, grad: Array, retain_graph: bool) -> None:
-    outer = _BackwardPass.retain_graph
-    _BackwardPass.retain_graph = retain_graph
+    outer, outer_fresh = _BackwardPass.retain_graph, _BackwardPass.fresh
+    _BackwardPass.retain_graph, _BackwardPass.fresh = retain_graph, {}
     try:
         _walk_backward(root, grad, retain_graph)
     finally:
-        _BackwardPass.retain_graph = outer
+        _BackwardPass.retain_graph, _BackwardPass.fresh = outer, outer_fresh
 
 
 def _walk_backward(root: Tensor, grad: Array, retain_graph: bool) -> None:
@@ -605,8 +609,10 @@ def _walk_backward(root: Tensor, grad: Array, retain_graph: bool) -> None:
 
 def _accumulate(leaf: Tensor, g: Array) -> None:
     if leaf.grad is None:
-        # copy: g may be shared with other nodes, and optimizers edit .grad in place
-        g = g.copy()
+        # copy: g may be shared with other nodes, and optimizers edit .grad in place; a
+        # fresh one is taken as it is, once (a second leaf given the same array copies it)
+        if _BackwardPass.fresh.pop(id(g), None) is None or not g.flags.c_contiguous:
+            g = g.copy()
         if isinstance(g, np.generic):
             g = np.asarray(g) if leaf.device.name == "cpu" else leaf.device.xp.asarray(g)
         leaf.grad = _wrap(g, leaf.device)
@@ -1276,17 +1282,30 @@ def custom_multi(
     parents: Sequence[Tensor],
     backward: Callable[[list[Array | None]], Sequence[Array | None]],
     device: Device | None = None,
+    fresh_grads: bool = False,
 ) -> list[Tensor]:
     """Several tensors computed together outside autograd, with one shared backward.
 
     backward(grads) receives one gradient per output (None where an output got none)
     and returns one gradient (or None) per parent. This is how a fused whole-sequence
-    kernel becomes a single graph node with outputs (y, h_T, c_T).
+    kernel becomes a single graph node with outputs (y, h_T, c_T). fresh_grads: the
+    arrays backward returns are new and referenced nowhere else (not views of inputs or
+    of saved buffers; the same array may be returned for two parents), so a parameter
+    whose .grad is None takes one as it is instead of copying it.
     """
     parents = tuple(parents)
     dev = device or parents[0].device
     n = len(outputs)
-    hub = _make(dev.xp.empty((0,)), dev, parents, lambda pack: backward(list(pack)))
+
+    def hub_backward(pack: Sequence[Array | None]) -> Sequence[Array | None]:
+        grads = backward(list(pack))
+        if fresh_grads:
+            for g in grads:
+                if g is not None:
+                    _BackwardPass.fresh[id(g)] = g
+        return grads
+
+    hub = _make(dev.xp.empty((0,)), dev, parents, hub_backward)
     if not hub.requires_grad:
         return [_wrap(o, dev) for o in outputs]
     results = []
