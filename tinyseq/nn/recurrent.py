@@ -6,7 +6,8 @@
 
 The layer owns the time loop; cells only say how one step works (:mod:`tinyseq.cell`).
 Per layer and direction it uses the cell's fused whole-sequence path when that returns
-something (``Cell.fused_sequence``), else the step path: one hoisted input product for
+something (``Cell.fused_sequence``), else kernels generated from the cell's step
+(:mod:`tinyseq.kernels.generated`), else the step path: one hoisted input product for
 all steps (``Cell.input_projection``), then ``cell.step`` per step. Variable lengths
 need no sorting: at a padded step the state is kept and the output is zero, so the
 backward direction of a bidirectional layer starts at each sequence's own last step.
@@ -168,7 +169,12 @@ def run_cell(
         shape = (x.shape[1], cell.hidden_size)
         state = check_state(state, cell.state_names, shape, type(cell).__name__, "(B, H)")
     if fused if fused is not None else _fused_default[0]:
-        result = cell.fused_sequence(x, state, mask, reverse)
+        # a cell's own fused kernel first, then kernels generated from its step
+        from ..kernels import generated
+
+        result = None if generated.prefer_generated() else cell.fused_sequence(x, state, mask, reverse)
+        if result is None:
+            result = generated.run(cell, x, state, mask, reverse)
         if result is not None:
             return result
     with reuse_weights():

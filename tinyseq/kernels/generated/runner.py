@@ -1,0 +1,252 @@
+"""A cell's generated kernels over a whole sequence, as one autograd node.
+
+``run(cell, x, state, mask, reverse)`` traces ``cell.step`` (once per cell class,
+options, sizes, dtype and device), hoists the input projection as the step path does
+(``cell.input_projection``, an ordinary graph node), then runs the generated forward
+loop. The node's parents are the projection (or x), the initial state and the
+parameters the step reads; its backward runs the generated backward loop and finishes
+the weight gradients with one GEMM each over all steps. None means "use the step path"
+(an op outside the traced set, a device without the kernels, T = 0 or B = 0, ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ...cell import Cell
+from ...tensor import Tensor, _make, custom_multi, is_grad_enabled
+from ..columns import step_blocks
+from ..sequence import MaskInfo, Steps, flush_subnormals
+from ..workspace import workspace
+from .codegen_numpy import Plan, backward_source, forward_source, plan
+from .graph import Graph
+from .trace import Unsupported, trace_step
+
+__all__ = ["Compiled", "compile_cell", "run", "use_generated", "generated_enabled",
+           "explain", "prefer_generated"]
+
+DEVICES = ("cpu", "testcpu")
+_enabled = [os.environ.get("TINYSEQ_GENERATED", "1") != "0"]
+_preferred = [False]
+
+
+def generated_enabled() -> bool:
+    """Whether cells without a fused path of their own run generated kernels."""
+    return _enabled[0]
+
+
+@contextlib.contextmanager
+def use_generated(enabled: bool = True, prefer: bool = False) -> Iterator[None]:
+    """Turn the generated kernels on or off (``TINYSEQ_GENERATED=0`` starts them off).
+
+    prefer=True also puts them before a cell's own ``fused_sequence`` (tests and
+    benchmarks: the built-in cells through their step).
+    """
+    old = _enabled[0], _preferred[0]
+    _enabled[0], _preferred[0] = enabled, prefer
+    try:
+        yield
+    finally:
+        _enabled[0], _preferred[0] = old
+
+
+def prefer_generated() -> bool:
+    """Whether the generated kernels go before a cell's own fused path."""
+    return _preferred[0] and _enabled[0]
+
+
+@dataclass
+class Compiled:
+    """A traced step's plan and its generated functions (source kept for reading)."""
+
+    graph: Graph
+    plan: Plan
+    forward_src: str
+    backward_src: str
+    sizes: dict[str, Any]
+    forward: Any
+    backward: Any
+
+
+_cache: dict[Any, Compiled | Unsupported] = {}
+
+
+def _options(cell: Any) -> tuple[Any, ...]:
+    simple = (int, float, str, bool, type(None))
+    return tuple(sorted((k, v) for k, v in vars(cell).items()
+                        if not k.startswith("_") and isinstance(v, simple)))
+
+
+def compile_cell(cell: Any, xin_width: int | None = None) -> Compiled:
+    """The generated kernels of ``cell``'s step (cached; raises :class:`Unsupported`).
+
+    xin_width: features of the step's input (see :func:`.trace.trace_step`).
+    """
+    first = next(cell.parameters(), None)
+    dtype = None if first is None else first.dtype
+    key = (type(cell), _options(cell), tuple((n, p.shape) for n, p in cell.named_parameters()),
+           str(dtype), cell.device.name, xin_width)
+    hit = _cache.get(key)
+    if hit is None:
+        try:
+            g = trace_step(cell, xin_width)
+            p = plan(g)
+            fsrc = forward_source(p)
+            bsrc, sizes = backward_source(p)
+            env: dict[str, Any] = {}
+            exec(compile(fsrc, f"<generated forward of {type(cell).__name__}>", "exec"), env)
+            exec(compile(bsrc, f"<generated backward of {type(cell).__name__}>", "exec"), env)
+            hit = Compiled(g, p, fsrc, bsrc, sizes, env["forward"], env["backward"])
+        except Unsupported as err:
+            hit = err
+        if len(_cache) > 64:
+            _cache.clear()
+        _cache[key] = hit
+    if isinstance(hit, Unsupported):
+        raise hit
+    return hit
+
+
+def explain(cell: Any) -> str | None:
+    """None when ``cell``'s step is fused, else the reason ("not fused: `op` at `file:line`")."""
+    try:
+        compile_cell(cell)
+    except Unsupported as err:
+        return str(err)
+    return None
+
+
+def _cols(xp: Any, a: Any) -> Any:
+    """(T, B, W) rows -> a fresh contiguous (T, W, B)."""
+    return xp.ascontiguousarray(xp.swapaxes(a, -1, -2))
+
+
+def run(cell: Any, x: Tensor, state: tuple[Tensor, ...], mask: Any,
+        reverse: bool) -> tuple[Tensor, tuple[Tensor, ...]] | None:
+    """x (T, B, I), state (B, H) each, mask (T, B) bool or None -> (y (T, B, O), final)."""
+    dev = x.device
+    if not generated_enabled() or dev.name not in DEVICES or x.ndim != 3 or 0 in x.shape[:2]:
+        return None
+    if type(cell).fused_sequence is not Cell.fused_sequence and not prefer_generated():
+        return None  # the cell's own fused path said no: respect it
+    dtype = x.dtype
+    for t in (*state, *cell.parameters()):
+        if t.device is not dev or t.dtype != dtype:
+            return None
+    xp = dev.xp
+    T, B = x.shape[0], x.shape[1]
+    try:
+        comp = compile_cell(cell)
+    except Unsupported:
+        return None
+    g, p = comp.graph, comp.plan
+    names = g.params()
+    params = dict(cell.named_parameters())
+    info = MaskInfo.make(xp, mask, T, B)
+    if info is not None:
+        valid = info.valid
+
+        def select_back(gr: Any) -> tuple[Any]:
+            return (xp.where(valid, gr, dtype.type(0)),)
+
+        x = _make(xp.where(valid, x.data, dtype.type(0)), dev, (x,), select_back)
+    projected = cell.input_projection(x)
+    xin = projected if projected is not None else x
+    parents = (xin, *state, *(params[n] for n in names))
+    training = is_grad_enabled() and any(q.requires_grad for q in parents)
+    H, n_out = g.hidden, g.nodes[g.output].width
+    steps = Steps(T, reverse)
+    X = _cols(xp, xin.data)
+    S = [xp.empty((T + 1, H, B), dtype=dtype) for _ in range(g.n_states)]
+    for k, s in enumerate(state):
+        S[k][steps.initial_slot()] = s.data.T
+    SV = [xp.empty((T if training else 1, g.nodes[i].width, B), dtype=dtype) for i in p.saved]
+    Y = None if p.output_state >= 0 else xp.empty((T, n_out, B), dtype=dtype)
+    R = [workspace.take(xp, (w, B), dtype) for w in p.scratch]
+    P = {n: params[n].data for n in names}
+    pad = None if info is None else xp.swapaxes(info.pad, 1, 2)
+    padded = [False] * T if info is None else info.padded_steps
+    comp.forward(np, X, S, SV, Y, P, R, steps.order, steps.prev, steps.new, pad, padded,
+                 training, dtype.type)
+    y_cols = steps.outputs(S[p.output_state]) if Y is None else Y
+    y = xp.swapaxes(y_cols, 1, 2)
+    y = xp.ascontiguousarray(y) if info is None else info.zero_padded(xp, y)
+    final = [S[k][steps.final_slot()].T.copy() for k in range(g.n_states)]
+    if not training:
+        workspace.give(xp, *R)
+        return Tensor(y, device=dev), tuple(Tensor(f, device=dev) for f in final)
+
+    def backward(grads: list[Any]) -> list[Any]:
+        dy, d_final = grads[0], grads[1:]
+        sizes = comp.sizes
+        DY = xp.zeros((T, n_out, B), dtype=dtype) if dy is None else _cols(xp, dy)
+        if dy is not None and info is not None:
+            DY = xp.where(xp.swapaxes(info.valid, 1, 2), DY, dtype.type(0))
+        GN = [xp.zeros((H, B), dtype=dtype) if d is None else xp.ascontiguousarray(d.T)
+              for d in d_final]
+        GP = [xp.empty((H, B), dtype=dtype) for _ in range(g.n_states)]
+        KEEP = [xp.empty((H, B), dtype=dtype) for _ in range(g.n_states)]
+        px_buf, PX, px_flat = step_blocks(xp, g.xin_width, T, B, dtype)
+        pgs = [step_blocks(xp, g.nodes[i].width, T, B, dtype) for i in p.gemms]
+        ACC = [xp.zeros((g.nodes[i].width, B), dtype=dtype) for i in sizes["accs"]]
+        TMP = [workspace.take(xp, (w, B), dtype) for w in sizes["tmp"]]
+        GR = [workspace.take(xp, (w, B), dtype) for w in sizes["scratch"]]
+        Q = [workspace.take(xp, (g.nodes[i].width, B), dtype) for i in p.recomputed]
+        out = comp.backward(np, X, S, SV, Y, P, R, GR, steps.backward_order, steps.prev,
+                            steps.new, pad, padded, dtype.type, DY, GN, GP, PX,
+                            [q[1] for q in pgs], ACC, TMP, Q, KEEP,
+                            lambda *a: flush_subnormals(xp, *a))
+        workspace.give(xp, *TMP, *GR, *Q)
+        d_xin = xp.ascontiguousarray(px_flat.T).reshape(T, B, g.xin_width)
+        workspace.give(xp, px_buf)
+        pgrads = {n: xp.zeros_like(params[n].data) for n in names}
+        for j, i in enumerate(p.gemms):
+            n = g.nodes[i]
+            a = _all_steps(xp, comp, n.args[0], X, S, SV, Y, steps)
+            rows = xp.swapaxes(a, 1, 2).reshape(T * B, a.shape[1])
+            dw = xp.matmul(pgs[j][2], rows)
+            a_ = n.attrs
+            if a_["transposed"]:
+                pgrads[a_["name"]] += dw.T
+            else:
+                pgrads[a_["name"]][a_["lo"] : a_["hi"]] += dw
+            workspace.give(xp, pgs[j][0])
+        for acc, i in zip(ACC, sizes["accs"]):
+            a_ = g.nodes[i].attrs
+            total = acc.sum(axis=1)
+            if len(g.param_shapes[a_["name"]]) == 2:
+                pgrads[a_["name"]][a_["lo"]] += total
+            else:
+                pgrads[a_["name"]][a_["lo"] : a_["hi"]] += total
+        d_state = [o.T.copy() for o in out]
+        workspace.give(xp, *R)
+        return [d_xin, *d_state, *(pgrads[n] for n in names)]
+
+    outs = custom_multi([y, *final], parents, backward, device=dev)
+    return outs[0], tuple(outs[1:])
+
+
+def _all_steps(xp: Any, comp: Compiled, i: int, X: Any, S: Any, SV: Any, Y: Any,
+               steps: Steps) -> Any:
+    """The (T, w, B) values node i took at every step (a state, the input or a saved value)."""
+    p = comp.plan
+    name, lo, hi = p.fwd[i]
+    if name == "x":
+        full = X
+    elif name.startswith("sp"):
+        full = steps.inputs(S[int(name[2:])])
+    elif name.startswith("sn"):
+        full = steps.outputs(S[int(name[2:])])
+    elif name.startswith("sv"):
+        full = SV[int(name[2:])]
+    elif name == "y":
+        full = Y
+    else:
+        raise AssertionError(f"n{i} is not kept for backward")
+    return full[:, lo:hi]
