@@ -7,7 +7,7 @@ is reverse mode over the same graph: each node's gradient gets a block, written 
 first contribution and accumulated by the rest; the products' gradients (and the
 input's) go to (R, T, B) buffers so that the weight gradients are one GEMM each after
 the loop. What backward reads is saved per step (``SV``) unless it is a state, the
-input, or a one-pass op of those (recomputed).
+input, or a one-pass op of those (then it is recomputed).
 """
 
 from __future__ import annotations
@@ -86,7 +86,9 @@ def plan(g: Graph) -> Plan:
         if i in free or nodes[i].op in ("param", "const"):
             continue
         n = nodes[i]
-        if n.op in ("tanh", "relu", "neg") and base(n.args[0]) in free:
+        if n.op in ("tanh", "relu", "neg", "add", "sub", "mul") and all(
+            base(a) in free for a in n.args
+        ):  # one pass over values backward has anyway: recompute, do not keep
             p.recomputed.append(i)
         else:
             p.saved.append(i)

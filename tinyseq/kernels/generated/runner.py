@@ -17,8 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from ...cell import Cell
 from ...tensor import Tensor, _make, custom_multi, is_grad_enabled
 from ..columns import step_blocks
@@ -172,7 +170,7 @@ def run(cell: Any, x: Tensor, state: tuple[Tensor, ...], mask: Any,
     P = {n: params[n].data for n in names}
     pad = None if info is None else xp.swapaxes(info.pad, 1, 2)
     padded = [False] * T if info is None else info.padded_steps
-    comp.forward(np, X, S, SV, Y, P, R, steps.order, steps.prev, steps.new, pad, padded,
+    comp.forward(xp, X, S, SV, Y, P, R, steps.order, steps.prev, steps.new, pad, padded,
                  training, dtype.type)
     y_cols = steps.outputs(S[p.output_state]) if Y is None else Y
     y = xp.swapaxes(y_cols, 1, 2)
@@ -198,7 +196,7 @@ def run(cell: Any, x: Tensor, state: tuple[Tensor, ...], mask: Any,
         TMP = [workspace.take(xp, (w, B), dtype) for w in sizes["tmp"]]
         GR = [workspace.take(xp, (w, B), dtype) for w in sizes["scratch"]]
         Q = [workspace.take(xp, (g.nodes[i].width, B), dtype) for i in p.recomputed]
-        out = comp.backward(np, X, S, SV, Y, P, R, GR, steps.backward_order, steps.prev,
+        out = comp.backward(xp, X, S, SV, Y, P, R, GR, steps.backward_order, steps.prev,
                             steps.new, pad, padded, dtype.type, DY, GN, GP, PX,
                             [q[1] for q in pgs], ACC, TMP, Q, KEEP,
                             lambda *a: flush_subnormals(xp, *a))

@@ -8,10 +8,11 @@ step's ``file:line``; the caller then runs the step path.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import tinyseq
@@ -359,7 +360,8 @@ def trace_step(cell: Any, xin_width: int | None = None) -> Graph:
     width = xin_width
     xin = rec.add("xin", (), width)
     try:
-        result = traced(cell, xin, states)
+        with _parameter_operators():
+            result = traced(cell, xin, states)
     except Unsupported:
         raise
     except Exception as err:  # anything else the stand-ins could not take
@@ -388,6 +390,34 @@ def _projection_width(cell: Any) -> int:
     with tinyseq.no_grad():
         projected = cell.input_projection(probe.to(cell.device))
     return int(cell.input_size if projected is None else projected.shape[-1])
+
+
+_REFLECTED = {"__add__": "__radd__", "__radd__": "__add__", "__sub__": "__rsub__",
+              "__rsub__": "__sub__", "__mul__": "__rmul__", "__rmul__": "__mul__",
+              "__truediv__": "__rtruediv__"}
+
+
+@contextlib.contextmanager
+def _parameter_operators() -> Iterator[None]:
+    """``param * sym``: a Parameter is not a Sym's base class, so Python would call
+    Tensor's operator first; while tracing, Tensor's operators hand a Sym over."""
+    saved = {name: Tensor.__dict__[name] for name in _REFLECTED if name in Tensor.__dict__}
+
+    def handing(name: str, real: Any) -> Any:
+        def op(self: Any, other: Any) -> Any:
+            if isinstance(other, Sym):
+                return getattr(Sym, _REFLECTED[name])(other, self)
+            return real(self, other)
+
+        return op
+
+    try:
+        for name, real in saved.items():
+            setattr(Tensor, name, handing(name, real))
+        yield
+    finally:
+        for name, real in saved.items():
+            setattr(Tensor, name, real)
 
 
 def _dtype_of(cell: Any) -> Any:
