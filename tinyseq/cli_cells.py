@@ -36,6 +36,10 @@ def add_commands(sub: Any) -> None:
         "--check", action="append", default=None, metavar="NAME",
         help="run only this check (repeatable)",
     )
+    p.add_argument(
+        "--show-kernel", action="store_true",
+        help="print the op graph and the NumPy code generated from the cell's step",
+    )
     p.set_defaults(func=cmd_check_cell)
 
 
@@ -122,4 +126,40 @@ def cmd_check_cell(args: argparse.Namespace) -> int:
     except (registry.UnknownCellError, TypeError, ValueError) as err:
         return _fail(str(err))
     print(report)
+    spec = registry.get_cell_spec(args.name, pm)
+    if spec.kind == "cell":
+        cell = spec.create(args.input_size, args.hidden_size, **options).to(args.device)
+        print(_fusion_line(cell))
+        if args.show_kernel:
+            _show_kernel(cell)
     return 0 if report.ok else 1
+
+
+def _fusion_line(cell: Any) -> str:
+    """Whether the recurrent layer runs ``cell`` fused, and how (one line)."""
+    from .cell import Cell
+    from .kernels.generated import compile_cell, explain
+
+    own = type(cell).fused_sequence is not Cell.fused_sequence
+    reason = explain(cell)
+    if reason is not None:
+        return f"kernels: {'its own fused_sequence; generated: ' if own else ''}{reason}"
+    itemsize = next(cell.parameters()).data.dtype.itemsize if any(True for _ in cell.parameters()) else 4
+    saved = compile_cell(cell).plan.saved_bytes_per_tbh(itemsize)
+    how = "its own fused_sequence (generated kernels also available)" if own else "generated"
+    return f"kernels: fused, {how}; saves {saved:g} bytes per T*B*H for backward"
+
+
+def _show_kernel(cell: Any) -> None:
+    from .kernels.generated import Unsupported, compile_cell
+
+    try:
+        comp = compile_cell(cell)
+    except Unsupported:
+        return
+    print("\n# traced step (n<id> = op(args)  [width]  where)")
+    print(comp.graph.describe())
+    print("\n# generated NumPy forward")
+    print(comp.forward_src)
+    print("# generated NumPy backward")
+    print(comp.backward_src)

@@ -359,6 +359,8 @@ def trace_step(cell: Any, xin_width: int | None = None) -> Graph:
         xin_width = _projection_width(cell)
     width = xin_width
     xin = rec.add("xin", (), width)
+    for leaf in rec.nodes:
+        leaf.where = "step input"
     try:
         with _parameter_operators():
             result = traced(cell, xin, states)
