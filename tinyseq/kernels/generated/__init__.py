@@ -3,6 +3,9 @@
 - :mod:`.trace`: run ``step`` on stand-in tensors that record a :class:`.graph.Graph`.
 - :mod:`.graph`: the step as products, gate slices and element-wise ops.
 - :mod:`.codegen_numpy`: the forward and backward time loops as NumPy ``out=`` code.
+- :mod:`.codegen_cuda`: the step's element-wise part as one CUDA ElementwiseKernel
+  each way; :mod:`.cuda_loops` runs them (tested against the NumPy code through a host
+  build of the same source).
 - :mod:`.runner`: those loops over a whole sequence as one autograd node; the recurrent
   layer uses it for any cell without a ``fused_sequence`` of its own.
 """
