@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ...cell import Cell
@@ -29,7 +29,7 @@ from .trace import Unsupported, trace_step
 __all__ = ["Compiled", "compile_cell", "run", "use_generated", "generated_enabled",
            "explain", "prefer_generated"]
 
-DEVICES = ("cpu", "testcpu")
+DEVICES = ("cpu", "testcpu", "cuda")  # cuda: the generated CUDA kernels (.cuda_loops)
 _enabled = [os.environ.get("TINYSEQ_GENERATED", "1") != "0"]
 _preferred = [False]
 
@@ -120,6 +120,23 @@ def explain(cell: Any) -> str | None:
     return None
 
 
+_gpu_cache: dict[int, Compiled] = {}
+
+
+def _on_gpu(comp: Compiled, xp: Any) -> Compiled:
+    """``comp`` with its loops on the generated CUDA kernels (built once per step)."""
+    hit = _gpu_cache.get(id(comp))
+    if hit is None:
+        from .cuda_loops import CudaLoops
+
+        def build(in_params: str, out_params: str, body: str, name: str, preamble: str) -> Any:
+            return xp.ElementwiseKernel(in_params, out_params, body, name, preamble=preamble)
+
+        loops = CudaLoops(comp.plan, build, type(comp.graph).__name__)
+        hit = _gpu_cache[id(comp)] = replace(comp, forward=loops.forward, backward=loops.backward)
+    return hit
+
+
 def _cols(xp: Any, a: Any) -> Any:
     """(T, B, W) rows -> a fresh contiguous (T, W, B)."""
     return xp.ascontiguousarray(xp.swapaxes(a, -1, -2))
@@ -143,6 +160,11 @@ def run(cell: Any, x: Tensor, state: tuple[Tensor, ...], mask: Any,
         comp = compile_cell(cell)
     except Unsupported:
         return None
+    if dev.name == "cuda":
+        try:
+            comp = _on_gpu(comp, xp)
+        except Unsupported:
+            return None
     g, p = comp.graph, comp.plan
     names = g.params()
     params = dict(cell.named_parameters())
