@@ -235,6 +235,10 @@ class _Grads:
             return
         s = self.store[target]
         dest = self.expr(s)
+        src = getattr(make, "source", None)
+        if src == dest and not negate:  # the same block (shared): nothing to copy
+            self.init[s[0]][s[1] : s[2]] = True
+            return
         how = "all" if node.op == "param" else self.state(s)
         if how == "some":
             self.zero_rest(s)
@@ -279,7 +283,9 @@ def backward_source(p: Plan) -> tuple[str, dict[str, Any]]:
         gr.block(f"gp{k}", H, False)
     gr.block("px", g.xin_width, False)
     gr.block("dy", g.nodes[g.output].width, True)
-    for n in g.nodes:
+    uses = g.uses()
+    merged_px = -1  # the product whose gradient buffer the input's shares, or -1
+    for n in g.nodes:  # leaves and products have fixed blocks
         if n.op == "state":
             gr.store[n.id] = (f"gp{n.attrs['k']}", 0, H)
         elif n.op == "xin":
@@ -289,24 +295,48 @@ def backward_source(p: Plan) -> tuple[str, dict[str, Any]]:
             gr.accs.append(n.id)
             gr.block(name, n.width, True)
             gr.store[n.id] = (name, 0, n.width)
-        elif n.op == "const":
-            continue
-        elif n.op == "slice":
-            b, lo, _ = gr.store[n.args[0]]
-            gr.store[n.id] = (b, lo + n.attrs["lo"], lo + n.attrs["hi"])
         elif n.op == "gemm":
             name = f"pg{p.gemms.index(n.id)}"
             gr.block(name, n.width, False)
             gr.store[n.id] = (name, 0, n.width)
-        elif n.id in state_of:
+    for n in g.nodes:
+        # x_t + W h: the sum's gradient IS the product's (and the input's, when the
+        # input is used only here): it is written straight into their buffers
+        if n.op != "add" or n.id in state_of or n.id == g.output:
+            continue
+        a, b = (g.nodes[i] for i in n.args)
+        for one, other in ((a, b), (b, a)):
+            if one.op == "gemm" and uses[one.id] == [n.id] and one.width == n.width:
+                gr.store[n.id] = gr.store[one.id]
+                if (other.op == "xin" and uses[other.id] == [n.id] and other.width == n.width
+                        and merged_px < 0):
+                    merged_px = p.gemms.index(one.id)
+                    gr.store[other.id] = gr.store[one.id]
+                break
+    for n in reversed(g.nodes):  # consumers before operands
+        if n.op in ("state", "xin", "param", "const", "slice", "gemm") or n.id in gr.store:
+            continue
+        if n.id in state_of:
             gr.store[n.id] = (f"gn{state_of[n.id]}", 0, H)
-        elif n.id == g.output:
+            continue
+        if n.id == g.output:
             gr.store[n.id] = ("dy", 0, n.width)
-        else:
-            name = f"g{len(gr.scratch)}"
-            gr.scratch.append(n.width)
-            gr.block(name, n.width, False)
-            gr.store[n.id] = (name, 0, n.width)
+            continue
+        (c,) = uses[n.id] if len(uses[n.id]) == 1 else (None,)
+        consumer = None if c is None or c < 0 else g.nodes[c]
+        if (consumer is not None and consumer.width == n.width and consumer.id in gr.store
+                and (consumer.op == "add" or consumer.op == "sub" and consumer.args[0] == n.id)
+                and consumer.args[0] != consumer.args[1]):
+            gr.store[n.id] = gr.store[consumer.id]  # identity: share the consumer's block
+            continue
+        name = f"g{len(gr.scratch)}"
+        gr.scratch.append(n.width)
+        gr.block(name, n.width, False)
+        gr.store[n.id] = (name, 0, n.width)
+    for n in g.nodes:
+        if n.op == "slice":
+            b_, lo, _ = gr.store[n.args[0]]
+            gr.store[n.id] = (b_, lo + n.attrs["lo"], lo + n.attrs["hi"])
 
     def copy_from(src: str) -> Any:
         def make(d: str) -> list[str]:
@@ -369,7 +399,8 @@ def backward_source(p: Plan) -> tuple[str, dict[str, Any]]:
         v = [_available(p, a) for a in n.args]
         out = _available(p, n.id) if n.op in ("sigmoid", "tanh", "relu", "exp", "div") else ""
         emit(n, d, v, out)
-    for name in [f"gp{k}" for k in range(g.n_states)] + ["px"] + [f"pg{j}" for j in range(len(p.gemms))]:
+    blocks = [f"gp{k}" for k in range(g.n_states)] + [f"pg{j}" for j in range(len(p.gemms))]
+    for name in blocks + (["px"] if merged_px < 0 else []):
         gr.zero_rest((name, 0, gr.widths[name]))
 
     body = [f"    {line}" for line in _prologue(p)]
@@ -397,7 +428,8 @@ def backward_source(p: Plan) -> tuple[str, dict[str, Any]]:
     loop.append("if padded[t]:")
     for k in range(g.n_states):
         loop.append(f"    np.copyto(gp{k}, KEEP[{k}], where=pad[t])")
-    loop.append("    np.copyto(px, zero, where=pad[t])")
+    if merged_px < 0:
+        loop.append("    np.copyto(px, zero, where=pad[t])")
     loop += [f"    np.copyto(pg{j}, zero, where=pad[t])" for j in range(len(p.gemms))]
     loop += [f"gn{k}, gp{k} = gp{k}, gn{k}" for k in range(g.n_states)]
     loop.append("if k_ % 8 == 7:  # subnormal gradients would slow every later step")
@@ -407,5 +439,5 @@ def backward_source(p: Plan) -> tuple[str, dict[str, Any]]:
     head = ("def backward(np, X, S, SV, Y, P, R, GR, border, prev, new, pad, padded, dt, DY, "
             "GN, GP, PX, PG, ACC, TMP, Q, KEEP, flush):")
     sizes = {"tmp": list(gr.tmp), "scratch": list(gr.scratch),
-             "accs": list(gr.accs)}
+             "accs": list(gr.accs), "merged_px": merged_px}
     return "\n".join([head, *body, ""]), sizes

@@ -212,8 +212,10 @@ def run(cell: Any, x: Tensor, state: tuple[Tensor, ...], mask: Any,
               for d in d_final]
         GP = [xp.empty((H, B), dtype=dtype) for _ in range(g.n_states)]
         KEEP = [xp.empty((H, B), dtype=dtype) for _ in range(g.n_states)]
-        px_buf, PX, px_flat = step_blocks(xp, g.xin_width, T, B, dtype)
         pgs = [step_blocks(xp, g.nodes[i].width, T, B, dtype) for i in p.gemms]
+        merged = sizes["merged_px"]  # the input's gradient shares a product's buffer
+        px_buf, PX, px_flat = (None, *pgs[merged][1:]) if merged >= 0 else step_blocks(
+            xp, g.xin_width, T, B, dtype)
         ACC = [xp.zeros((g.nodes[i].width, B), dtype=dtype) for i in sizes["accs"]]
         TMP = [workspace.take(xp, (w, B), dtype) for w in sizes["tmp"]]
         GR = [workspace.take(xp, (w, B), dtype) for w in sizes["scratch"]]
@@ -224,7 +226,8 @@ def run(cell: Any, x: Tensor, state: tuple[Tensor, ...], mask: Any,
                             lambda *a: flush_subnormals(xp, *a))
         workspace.give(xp, *TMP, *GR, *Q)
         d_xin = xp.ascontiguousarray(px_flat.T).reshape(T, B, g.xin_width)
-        workspace.give(xp, px_buf)
+        if px_buf is not None:
+            workspace.give(xp, px_buf)
         pgrads = {n: xp.zeros_like(params[n].data) for n in names}
         for j, i in enumerate(p.gemms):
             n = g.nodes[i]
