@@ -20,6 +20,10 @@ everything its forward left allocated, output included; PyTorch: the tensors aut
 saved plus the output). Then the Long config's time against the same layer at T=100
 (linear in T means a ratio near 10), and a user-defined cell — the same LSTM written
 as a plugin with no fused path — against that cell as a per-step PyTorch eager loop.
+Last, the kernels generated from a cell's step (``tinyseq.kernels.generated``): the
+built-in cells' generated kernels against their hand-written ones, the peephole LSTM and
+minGRU plugins generated against their step path, the plugin LSTM generated against
+PyTorch's fused LSTM, and the bytes the generated LSTM saves for backward.
 
     python benchmarks/rnn_cpu.py                       # everything (several minutes)
     python benchmarks/rnn_cpu.py --configs S M --cells lstm gru
@@ -50,6 +54,7 @@ import tinyseq as ts
 from tinyseq.cell import Cell, State, chunk, linear
 from tinyseq.kernels import workspace
 from tinyseq.kernels.columns import InputSteps
+from tinyseq.kernels.generated import compile_cell, use_generated
 from tinyseq.kernels.jit import jit_available, use_jit
 from tinyseq.nn import Parameter
 from tinyseq.nn.init import uniform_
@@ -482,6 +487,139 @@ def plugin_case(torch: Any, shape: tuple[int, int, int, int], args: Any) -> dict
     }
 
 
+# ---- generated kernels --------------------------------------------------------------------
+def _tutorial_cell(path: str, name: str) -> Any:
+    import importlib.util
+
+    file = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", path)
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
+def _layer_fns(layer: Any, shape: tuple[int, int, int, int], ctx: Callable[[], Any]) -> tuple[
+        Callable[[], Any], Callable[[], Any]]:
+    """(inference, training step) of ``layer`` under the context ``ctx()`` makes."""
+    T, B, n_in, H = shape
+    rng = np.random.default_rng(0)
+    xs = ts.tensor(rng.standard_normal((T, B, n_in)).astype(np.float32), requires_grad=True)
+    dys = ts.tensor(rng.standard_normal((T, B, layer.output_size)).astype(np.float32))
+
+    def infer() -> Any:
+        with ctx(), ts.no_grad():
+            return layer(xs)
+
+    def train() -> None:
+        with ctx():
+            layer.zero_grad()
+            xs.grad = None
+            y, _ = layer(xs)
+            y.backward(dys)
+
+    return infer, train
+
+
+def run_generated(
+    torch: Any, configs: dict[str, tuple[int, int, int, int]], cells: list[str], args: Any
+) -> dict[str, Any]:
+    """The issue's target rows for the generated kernels (ratios, same run)."""
+    out: dict[str, Any] = {"vs_hand": [], "vs_step": [], "vs_torch": []}
+    print("Generated kernels vs the hand-written fused kernels (generated/hand, infer / train):")
+    for cfg, shape in configs.items():
+        for cell in cells:
+            ts.manual_seed(0)
+            layer = ts.nn.Recurrent(cell, shape[2], shape[3])
+            fns: dict[str, Callable[[], Any]] = {}
+            variants: dict[str, Callable[[], Any]] = {
+                "generated": lambda: use_generated(True, prefer=True),
+                "hand": lambda: use_generated(False),
+            }
+            if jit_available():
+                variants["hand_numpy"] = lambda: _both(use_generated(False), use_jit(False))
+            for name, ctx in variants.items():
+                fns[f"{name}_infer"], fns[f"{name}_train"] = _layer_fns(layer, shape, ctx)
+            inf = measure({k: v for k, v in fns.items() if k.endswith("infer")}, args.rounds,
+                          _runs(args, cfg), args.warmup)
+            train = measure({k: v for k, v in fns.items() if k.endswith("train")}, args.rounds,
+                            _runs(args, cfg), args.warmup)
+            row = {"config": cfg, "cell": cell,
+                   "infer_ms": {k[:-6]: v * 1e3 for k, v in inf.items()},
+                   "train_ms": {k[:-6]: v * 1e3 for k, v in train.items()}}
+            out["vs_hand"].append(row)
+            i, t = row["infer_ms"], row["train_ms"]
+            extra = ""
+            if "hand_numpy" in i:
+                extra = (f"   vs hand without jit {i['generated'] / i['hand_numpy']:.2f}x / "
+                         f"{t['generated'] / t['hand_numpy']:.2f}x")
+            print(f"  {cfg:4s} {cell:4s} generated {i['generated']:8.2f} / {t['generated']:8.2f} ms"
+                  f"  hand {i['hand']:8.2f} / {t['hand']:8.2f} ms  "
+                  f"{i['generated'] / i['hand']:.2f}x / {t['generated'] / t['hand']:.2f}x{extra}")
+    print("Plugin cells, generated vs step path (training step):")
+    plugins = {"peephole_lstm": _tutorial_cell("tutorials/cell_plugins/peephole_lstm.py",
+                                               "PeepholeLSTMCell"),
+               "mingru": _tutorial_cell("tutorials/tinyseq_mingru/tinyseq_mingru/__init__.py",
+                                        "MinGRUCell")}
+    for cfg in [c for c in ("S", "M") if c in configs]:
+        shape = configs[cfg]
+        for name, cls in plugins.items():
+            ts.manual_seed(0)
+            layer = ts.nn.Recurrent(cls, shape[2], shape[3])
+            _, gen = _layer_fns(layer, shape, lambda: use_generated(True))
+            _, step = _layer_fns(layer, shape, lambda: use_generated(False))
+            t = measure({"generated": gen, "step": step}, args.rounds, args.runs, args.warmup)
+            out["vs_step"].append({"config": cfg, "cell": name,
+                                   "train_ms": {k: v * 1e3 for k, v in t.items()}})
+            print(f"  {cfg:4s} {name:14s} generated {t['generated'] * 1e3:8.2f} ms  step "
+                  f"{t['step'] * 1e3:8.2f} ms  {t['generated'] / t['step']:.2f}x")
+    print("Plugin LSTM (the cell above), generated vs PyTorch's fused nn.LSTM (infer / train):")
+    for cfg in [c for c in ("S", "M") if c in configs]:
+        T, B, n_in, H = shape = configs[cfg]
+        ts.manual_seed(0)
+        layer = ts.nn.Recurrent(PluginLSTM, n_in, H)
+        g_inf, g_train = _layer_fns(layer, shape, lambda: use_generated(True))
+        ref = torch.nn.LSTM(n_in, H)
+        rng = np.random.default_rng(0)
+        xt = torch.tensor(rng.standard_normal((T, B, n_in)).astype(np.float32), requires_grad=True)
+        dyt = torch.tensor(rng.standard_normal((T, B, H)).astype(np.float32))
+
+        def t_inf(ref: Any = ref, xt: Any = xt) -> Any:
+            with torch.no_grad():
+                return ref(xt)
+
+        def t_train(ref: Any = ref, xt: Any = xt, dyt: Any = dyt) -> None:
+            ref.zero_grad()
+            xt.grad = None
+            ref(xt)[0].backward(dyt)
+
+        i = measure({"generated": g_inf, "torch": t_inf}, args.rounds, args.runs, args.warmup)
+        t = measure({"generated": g_train, "torch": t_train}, args.rounds, args.runs, args.warmup)
+        out["vs_torch"].append({"config": cfg, "infer_ms": {k: v * 1e3 for k, v in i.items()},
+                                "train_ms": {k: v * 1e3 for k, v in t.items()}})
+        print(f"  {cfg:4s} generated {i['generated'] * 1e3:8.2f} / {t['generated'] * 1e3:8.2f} ms"
+              f"  torch {i['torch'] * 1e3:8.2f} / {t['torch'] * 1e3:8.2f} ms  "
+              f"{i['generated'] / i['torch']:.2f}x / {t['generated'] / t['torch']:.2f}x")
+    lstm = ts.registry.get_cell_spec("lstm").create(8, 16)
+    out["saved_bytes_per_tbh_lstm"] = compile_cell(lstm).plan.saved_bytes_per_tbh(4)
+    print(f"Saved for backward, generated LSTM (float32, h and c states included): "
+          f"{out['saved_bytes_per_tbh_lstm']:g} bytes per T*B*H")
+    return out
+
+
+def _both(a: Any, b: Any) -> Any:
+    import contextlib
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(a)
+    stack.enter_context(b)
+    return stack
+
+
+def _runs(args: Any, cfg: str) -> int:
+    return max(1, args.runs // 2) if cfg == "Long" else args.runs
+
+
 def print_row(row: dict[str, Any]) -> None:
     inf, train = row["infer_ms"], row["train_ms"]
     mem = row["saved_bytes_per_tbh"]
@@ -540,6 +678,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--warmup", type=int, default=None, help="untimed runs per block")
     parser.add_argument("--no-step", action="store_true", help="skip the tinyseq step path")
     parser.add_argument("--no-plugin", action="store_true", help="skip the plugin-cell comparison")
+    parser.add_argument("--no-generated", action="store_true",
+                        help="skip the generated-kernel comparisons")
+    parser.add_argument("--only-generated", action="store_true",
+                        help="run only the generated-kernel comparisons")
     parser.add_argument("--no-floor", action="store_true", help="skip the GEMM-floor timing")
     parser.add_argument(
         "--no-long-scaling", action="store_true", help="skip the T=100 vs T=1000 check"
@@ -611,6 +753,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "env": env,
         "jit": jit_available(),
     }
+    if args.only_generated:
+        results["generated"] = run_generated(torch, configs, args.cells, args)
+        return results
     n_peak = 256 if args.quick else 2048
     peak_before = sgemm_peak(n_peak)
     print(f"sgemm peak ({n_peak}^3 float32 GEMM, best of 10): {peak_before:.1f} GFLOP/s")
@@ -637,7 +782,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(
             "User-defined cell (plugin LSTM, step path) vs the same cell as a PyTorch eager loop:"
         )
-        results["plugin"] = run_plugin(torch, plugin_cfgs, args)
+        with use_generated(False):  # the step path, as this section always measured
+            results["plugin"] = run_plugin(torch, plugin_cfgs, args)
+    if not args.no_generated:
+        results["generated"] = run_generated(torch, configs, args.cells, args)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=1)
