@@ -26,6 +26,13 @@ With numba installed (the ``jit`` extra), the lstm kernel does each float32 step
 element-wise work in one compiled, vectorized pass (:mod:`.jit_lstm`) instead of a dozen
 NumPy calls; ``TINYSEQ_JIT=0`` or :func:`.jit.use_jit` turns that off (:mod:`.jit`).
 
+Cells without a kernel here run kernels generated from their step
+(:mod:`.generated`). These hand-written ones stay because they are faster than the
+generated kernels of the same cells (float32, 2 threads, inference / training):
+rnn 1.29 / 2.13x at S, 1.10 / 1.30x at M; gru 1.36 / 1.58x at S, 1.13 / 1.26x at M;
+lstm 1.29 / 2.14x at S, 1.32 / 1.36x at M, 1.48 / 1.54x at Long (at B1 rnn and gru are
+even, 0.89-0.97x). ``benchmarks/rnn_cpu.py --only-generated`` measures it.
+
 Scratch buffers, and the gru and lstm saved buffers, come from a bounded pool
 (:mod:`.workspace`): fresh arrays of a few MB cost page faults on every call (at
 config S they were a fifth of an LSTM training step). Nothing derived from the weights
