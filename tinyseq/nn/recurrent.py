@@ -37,6 +37,7 @@ import numpy as np
 from .. import backend, registry
 from ..backend import Device
 from ..cell import Cell, State, check_state, reuse_weights, unbind
+from ..kernels import generated
 from ..tensor import Array, Tensor, _make, _wrap, concatenate
 from .module import Module
 
@@ -170,8 +171,6 @@ def run_cell(
         state = check_state(state, cell.state_names, shape, type(cell).__name__, "(B, H)")
     if fused if fused is not None else _fused_default[0]:
         # a cell's own fused kernel first, then kernels generated from its step
-        from ..kernels import generated
-
         result = None if generated.prefer_generated() else cell.fused_sequence(x, state, mask, reverse)
         if result is None:
             result = generated.run(cell, x, state, mask, reverse)
