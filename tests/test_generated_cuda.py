@@ -98,7 +98,7 @@ def _run(cell: Any, reverse: bool, masked: bool) -> list[np.ndarray]:
     state = tuple(ts.tensor(rng.normal(size=(3, 4)) * 0.5, requires_grad=True)
                   for _ in cell.state_names)
     mask = np.array([[1, 1, 1], [1, 1, 0], [1, 0, 0], [1, 1, 0], [1, 0, 1]], dtype=bool)
-    with use_generated(True, prefer=True):
+    with use_generated(True, prefer=True), runner.use_layout(False):  # the GPU's layout
         out = runner.run(cell, x, state, mask if masked else None, reverse)
     assert out is not None
     y, final = out
@@ -122,7 +122,7 @@ def test_cuda_sources_match_the_numpy_code(cell: Any, opts: dict[str, Any], tmp_
             ref = _run(c, reverse, masked)
             for p in c.parameters():
                 p.grad = None
-            monkeypatch.setattr(runner, "compile_cell", lambda cell, comp=host: comp)
+            monkeypatch.setattr(runner, "compile_cell", lambda cell, rows=False, comp=host: comp)
             got = _run(c, reverse, masked)
             monkeypatch.undo()
             for p in c.parameters():

@@ -20,6 +20,7 @@ import tinyseq as ts
 from tinyseq.cell import Cell, State, chunk, linear
 from tinyseq.kernels import generated
 from tinyseq.kernels.generated import compile_cell, explain, use_generated
+from tinyseq.kernels.generated.runner import use_layout
 from tinyseq.nn import Parameter
 from tinyseq.nn.recurrent import run_cell, use_fused
 from tinyseq.testing import gradcheck
@@ -100,6 +101,7 @@ LAYOUTS = {
     "reverse": {"direction": "reverse", "lengths": [6, 2, 5, 6, 4]},
     "bidir3": {"num_layers": 3, "bidirectional": True, "lengths": [6, 4, 6, 1, 2]},
     "full": {},
+    "batch1": {"lengths": [6]},
 }
 
 
@@ -112,7 +114,7 @@ def _layer_run(cell: Any, opts: dict[str, Any], layout: dict[str, Any], dtype: A
         layer = ts.nn.Recurrent(cell, 3, 4, **kw, **opts)
     for p in layer.parameters():
         p.data[...] = rng.uniform(-0.6, 0.6, p.shape)
-    T, B = 6, 5
+    T, B = 6, len(layout.get("lengths", [0] * 5))
     x = ts.tensor(rng.normal(size=(T, B, 3)).astype(dtype), requires_grad=True)
     slots = layer.layers.num_slots
     h0 = tuple(ts.tensor(rng.normal(size=(slots, B, 4)).astype(dtype) * 0.5, requires_grad=True)
@@ -146,12 +148,14 @@ def count_generated(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
+@pytest.mark.parametrize("rows", [False, True], ids=["columns", "rows"])
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("cell,opts", CELLS, ids=IDS)
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-5)], ids=["f64", "f32"])
 def test_generated_equals_step_path(cell: Any, opts: dict[str, Any], layout: str, dtype: Any,
-                                    tol: float, count_generated: list[int]) -> None:
-    got = _layer_run(cell, opts, LAYOUTS[layout], dtype, generated_path=True)
+                                    tol: float, rows: bool, count_generated: list[int]) -> None:
+    with use_layout(rows):
+        got = _layer_run(cell, opts, LAYOUTS[layout], dtype, generated_path=True)
     assert count_generated, "the generated kernels were not used"
     count_generated.clear()
     ref = _layer_run(cell, opts, LAYOUTS[layout], dtype, generated_path=False)

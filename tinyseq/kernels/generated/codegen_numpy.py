@@ -36,6 +36,7 @@ class Plan:
     scratch: list[int] = field(default_factory=list)  # widths of forward scratch blocks
     gemms: list[int] = field(default_factory=list)  # gemm node ids, one PG buffer each
     output_state: int = -1  # state index whose slot is the output, or -1 (Y buffer)
+    rows: bool = False  # (B, w) blocks instead of (w, B)
 
     def saved_bytes_per_tbh(self, itemsize: int) -> float:
         """Bytes kept for backward per step, batch row and hidden unit (states included)."""
@@ -48,12 +49,23 @@ class Plan:
 
 def _expr(s: Storage, widths: dict[str, int]) -> str:
     name, lo, hi = s
-    return name if (lo, hi) == (0, widths[name]) else f"{name}[{lo}:{hi}]"
+    if (lo, hi) == (0, widths[name]):
+        return name
+    return f"{name}[:, {lo}:{hi}]" if widths.get(ROWS) else f"{name}[{lo}:{hi}]"
 
 
-def plan(g: Graph) -> Plan:
-    """Decide storages, what to save and what to recompute."""
+ROWS = " rows"  # a key of Plan.widths: True for the batch x features layout
+
+
+def plan(g: Graph, rows: bool = False) -> Plan:
+    """Decide storages, what to save and what to recompute.
+
+    rows: lay each step out batch x features, (B, w) blocks with gates as column
+    slices, instead of features x batch (w, B) blocks with gates as row slices.
+    """
     p = Plan(g)
+    p.rows = rows
+    p.widths[ROWS] = int(rows)
     H = g.hidden
     nodes = g.nodes
     state_of: dict[int, int] = {}
@@ -123,9 +135,12 @@ _UFUNC = {"add": "add", "sub": "subtract", "mul": "multiply", "div": "divide",
           "neg": "negative", "tanh": "tanh", "exp": "exp", "log": "log"}
 
 
-def _compute(n: Node, dest: str, arg: list[str]) -> list[str]:
+def _compute(n: Node, dest: str, arg: list[str], rows: bool = False) -> list[str]:
     """Lines that compute node ``n`` into ``dest`` from its arguments' expressions."""
     if n.op == "gemm":
+        if rows:  # a (B, K) @ W.T (K, R)
+            w = f"W{n.id}" if n.attrs["transposed"] else f"W{n.id}.T"
+            return [f"np.matmul({arg[0]}, {w}, out={dest})"]
         w = f"W{n.id}.T" if n.attrs["transposed"] else f"W{n.id}"
         return [f"np.matmul({w}, {arg[0]}, out={dest})"]
     if n.op == "sigmoid":  # 0.5 * tanh(a / 2) + 0.5: no overflow
@@ -145,7 +160,8 @@ def _prologue(p: Plan) -> list[str]:
         elif n.op == "param":
             shape = p.graph.param_shapes[a["name"]]
             sel = f"[{a['lo']}]" if len(shape) == 2 else f"[{a['lo']}:{a['hi']}]"
-            lines.append(f"p{n.id} = P[{a['name']!r}]{sel}[:, None]  # {n.where}")
+            column = "" if p.rows else "[:, None]"
+            lines.append(f"p{n.id} = P[{a['name']!r}]{sel}{column}  # {n.where}")
         elif n.op == "gemm":
             lines.append(f"W{n.id} = P[{a['name']!r}][{a['lo']}:{a['hi']}]  # {n.where}")
     lines += [f"r{j} = R[{j}]" for j in range(len(p.scratch))]
@@ -173,7 +189,7 @@ def forward_source(p: Plan) -> str:
             continue
         loop.append(f"# n{n.id} = {n.op}  {n.where}")
         dest = _expr(p.fwd[n.id], p.widths)
-        loop += _compute(n, dest, [_expr(p.fwd[a], p.widths) for a in n.args])
+        loop += _compute(n, dest, [_expr(p.fwd[a], p.widths) for a in n.args], p.rows)
     for k, i in enumerate(g.new_states):
         if p.fwd[i][0] != f"sn{k}":
             loop.append(f"np.copyto(sn{k}, {_expr(p.fwd[i], p.widths)})")
@@ -192,7 +208,7 @@ class _Grads:
     def __init__(self, p: Plan) -> None:
         self.p, self.g = p, p.graph
         self.store: dict[int, Storage] = {}
-        self.widths: dict[str, int] = {}
+        self.widths: dict[str, int] = {ROWS: int(p.rows)}
         self.init: dict[str, np.ndarray] = {}
         self.lines: list[str] = []
         self.tmp: list[int] = []  # widths of temporaries
@@ -219,7 +235,8 @@ class _Grads:
             if unset and lo is None:
                 lo = r
             elif not unset and lo is not None:
-                self.lines.append(f"{s[0]}[{lo}:{r}] = 0")
+                cols = ":, " if self.p.rows else ""
+                self.lines.append(f"{s[0]}[{cols}{lo}:{r}] = 0")
                 lo = None
         rows[s[1] : s[2]] = True
 
@@ -382,8 +399,12 @@ def backward_source(p: Plan) -> tuple[str, dict[str, Any]]:
         elif n.op == "log":
             gr.contribute(a0, lambda dst: [f"np.divide({d}, {v[0]}, out={dst})"])
         elif n.op == "gemm":
-            w = f"W{n.id}" if n.attrs["transposed"] else f"W{n.id}.T"
-            gr.contribute(a0, lambda dst: [f"np.matmul({w}, {d}, out={dst})"])
+            if p.rows:  # d (B, R) @ W (R, K)
+                w = f"W{n.id}.T" if n.attrs["transposed"] else f"W{n.id}"
+                gr.contribute(a0, lambda dst: [f"np.matmul({d}, {w}, out={dst})"])
+            else:
+                w = f"W{n.id}" if n.attrs["transposed"] else f"W{n.id}.T"
+                gr.contribute(a0, lambda dst: [f"np.matmul({w}, {d}, out={dst})"])
 
     for n in reversed(g.nodes):
         if n.op in ("state", "xin", "param", "const", "slice"):
@@ -420,7 +441,7 @@ def backward_source(p: Plan) -> tuple[str, dict[str, Any]]:
     for j, i in enumerate(p.recomputed):
         n = g.nodes[i]
         loop.append(f"# recomputed: n{i} = {n.op}  {n.where}")
-        loop += _compute(n, f"q{j}", [_expr(p.fwd[a], p.widths) for a in n.args])
+        loop += _compute(n, f"q{j}", [_expr(p.fwd[a], p.widths) for a in n.args], p.rows)
     loop.append("if padded[t]:  # padded columns pass the state's gradient through")
     for k in range(g.n_states):
         loop += [f"    np.copyto(KEEP[{k}], gn{k})", f"    np.copyto(gn{k}, zero, where=pad[t])"]

@@ -27,11 +27,12 @@ from .graph import Graph
 from .trace import Unsupported, trace_step
 
 __all__ = ["Compiled", "compile_cell", "run", "use_generated", "generated_enabled",
-           "explain", "prefer_generated"]
+           "explain", "prefer_generated", "use_layout"]
 
 DEVICES = ("cpu", "testcpu", "cuda")  # cuda: the generated CUDA kernels (.cuda_loops)
 _enabled = [os.environ.get("TINYSEQ_GENERATED", "1") != "0"]
 _preferred = [False]
+_layout: list[bool | None] = [None]  # None: choose (rows for steps without products)
 
 
 def generated_enabled() -> bool:
@@ -52,6 +53,17 @@ def use_generated(enabled: bool = True, prefer: bool = False) -> Iterator[None]:
         yield
     finally:
         _enabled[0], _preferred[0] = old
+
+
+@contextlib.contextmanager
+def use_layout(rows: bool | None) -> Iterator[None]:
+    """Force the step layout (True: batch x features, False: features x batch; tests)."""
+    old = _layout[0]
+    _layout[0] = rows
+    try:
+        yield
+    finally:
+        _layout[0] = old
 
 
 def prefer_generated() -> bool:
@@ -81,20 +93,20 @@ def _options(cell: Any) -> tuple[Any, ...]:
                         if not k.startswith("_") and isinstance(v, simple)))
 
 
-def compile_cell(cell: Any, xin_width: int | None = None) -> Compiled:
+def compile_cell(cell: Any, rows: bool = False) -> Compiled:
     """The generated kernels of ``cell``'s step (cached; raises :class:`Unsupported`).
 
-    xin_width: features of the step's input (see :func:`.trace.trace_step`).
+    rows: the batch x features layout (see :func:`.codegen_numpy.plan`).
     """
     first = next(cell.parameters(), None)
     dtype = None if first is None else first.dtype
     key = (type(cell), _options(cell), tuple((n, p.shape) for n, p in cell.named_parameters()),
-           str(dtype), cell.device.name, xin_width)
+           str(dtype), cell.device.name, rows)
     hit = _cache.get(key)
     if hit is None:
         try:
-            g = trace_step(cell, xin_width)
-            p = plan(g)
+            g = trace_step(cell)
+            p = plan(g, rows)
             fsrc = forward_source(p)
             bsrc, sizes = backward_source(p)
             env: dict[str, Any] = {}
@@ -158,6 +170,10 @@ def run(cell: Any, x: Tensor, state: tuple[Tensor, ...], mask: Any,
     T, B = x.shape[0], x.shape[1]
     try:
         comp = compile_cell(cell)
+        rows = _layout[0] if _layout[0] is not None else not comp.plan.gemms
+        if rows and dev.name != "cuda":
+            # no product per step: batch x features needs no transposing pass at all
+            comp = compile_cell(cell, rows=True)
     except Unsupported:
         return None
     if dev.name == "cuda":
@@ -181,23 +197,29 @@ def run(cell: Any, x: Tensor, state: tuple[Tensor, ...], mask: Any,
     parents = (xin, *state, *(params[n] for n in names))
     training = is_grad_enabled() and any(q.requires_grad for q in parents)
     H, n_out = g.hidden, g.nodes[g.output].width
+    rows = p.rows
+
+    def block(*shape: int) -> tuple[int, ...]:  # (..., w, B) or (..., B, w)
+        return (*shape[:-1], B, shape[-1]) if rows else (*shape, B)
+
     steps = Steps(T, reverse)
-    X = _cols(xp, xin.data)
-    S = [xp.empty((T + 1, H, B), dtype=dtype) for _ in range(g.n_states)]
+    X = xp.ascontiguousarray(xin.data) if rows else _cols(xp, xin.data)
+    S = [xp.empty(block(T + 1, H), dtype=dtype) for _ in range(g.n_states)]
     for k, s in enumerate(state):
-        S[k][steps.initial_slot()] = s.data.T
-    SV = [xp.empty((T if training else 1, g.nodes[i].width, B), dtype=dtype) for i in p.saved]
-    Y = None if p.output_state >= 0 else xp.empty((T, n_out, B), dtype=dtype)
-    R = [workspace.take(xp, (w, B), dtype) for w in p.scratch]
+        S[k][steps.initial_slot()] = s.data if rows else s.data.T
+    SV = [xp.empty(block(T if training else 1, g.nodes[i].width), dtype=dtype) for i in p.saved]
+    Y = None if p.output_state >= 0 else xp.empty(block(T, n_out), dtype=dtype)
+    R = [workspace.take(xp, block(w), dtype) for w in p.scratch]
     P = {n: params[n].data for n in names}
-    pad = None if info is None else xp.swapaxes(info.pad, 1, 2)
+    pad = None if info is None else (info.pad if rows else xp.swapaxes(info.pad, 1, 2))
     padded = [False] * T if info is None else info.padded_steps
     comp.forward(xp, X, S, SV, Y, P, R, steps.order, steps.prev, steps.new, pad, padded,
                  training, dtype.type)
-    y_cols = steps.outputs(S[p.output_state]) if Y is None else Y
-    y = xp.swapaxes(y_cols, 1, 2)
+    y_steps = steps.outputs(S[p.output_state]) if Y is None else Y
+    y = y_steps if rows else xp.swapaxes(y_steps, 1, 2)
     y = xp.ascontiguousarray(y) if info is None else info.zero_padded(xp, y)
-    final = [S[k][steps.final_slot()].T.copy() for k in range(g.n_states)]
+    final = [(S[k][steps.final_slot()] if rows else S[k][steps.final_slot()].T).copy()
+             for k in range(g.n_states)]
     if not training:
         workspace.give(xp, *R)
         return Tensor(y, device=dev), tuple(Tensor(f, device=dev) for f in final)
@@ -205,35 +227,51 @@ def run(cell: Any, x: Tensor, state: tuple[Tensor, ...], mask: Any,
     def backward(grads: list[Any]) -> list[Any]:
         dy, d_final = grads[0], grads[1:]
         sizes = comp.sizes
-        DY = xp.zeros((T, n_out, B), dtype=dtype) if dy is None else _cols(xp, dy)
-        if dy is not None and info is not None:
-            DY = xp.where(xp.swapaxes(info.valid, 1, 2), DY, dtype.type(0))
-        GN = [xp.zeros((H, B), dtype=dtype) if d is None else xp.ascontiguousarray(d.T)
+        if dy is None:
+            DY = xp.zeros(block(T, n_out), dtype=dtype)
+        else:
+            DY = dy.astype(dtype, copy=True) if rows else _cols(xp, dy)
+            if info is not None:
+                DY = xp.where(info.valid if rows else xp.swapaxes(info.valid, 1, 2), DY,
+                              dtype.type(0))
+        GN = [xp.zeros(block(H), dtype=dtype) if d is None
+              else (d.astype(dtype, copy=True) if rows else xp.ascontiguousarray(d.T))
               for d in d_final]
-        GP = [xp.empty((H, B), dtype=dtype) for _ in range(g.n_states)]
-        KEEP = [xp.empty((H, B), dtype=dtype) for _ in range(g.n_states)]
-        pgs = [step_blocks(xp, g.nodes[i].width, T, B, dtype) for i in p.gemms]
+        GP = [xp.empty(block(H), dtype=dtype) for _ in range(g.n_states)]
+        KEEP = [xp.empty(block(H), dtype=dtype) for _ in range(g.n_states)]
+
+        def grad_blocks(w: int, pooled: bool) -> tuple[Any, Any, Any]:
+            """(buffer, per-step blocks, (w, T*B) matrix) for all steps' gradients."""
+            if not rows:
+                return step_blocks(xp, w, T, B, dtype)
+            buf = workspace.take(xp, (T, B, w), dtype) if pooled else xp.empty((T, B, w), dtype)
+            return buf, buf, buf.reshape(T * B, w).T
+
+        pgs = [grad_blocks(g.nodes[i].width, True) for i in p.gemms]
         merged = sizes["merged_px"]  # the input's gradient shares a product's buffer
-        px_buf, PX, px_flat = (None, *pgs[merged][1:]) if merged >= 0 else step_blocks(
-            xp, g.xin_width, T, B, dtype)
-        ACC = [xp.zeros((g.nodes[i].width, B), dtype=dtype) for i in sizes["accs"]]
-        TMP = [workspace.take(xp, (w, B), dtype) for w in sizes["tmp"]]
-        GR = [workspace.take(xp, (w, B), dtype) for w in sizes["scratch"]]
-        Q = [workspace.take(xp, (g.nodes[i].width, B), dtype) for i in p.recomputed]
+        px_buf, PX, px_flat = (None, *pgs[merged][1:]) if merged >= 0 else grad_blocks(
+            g.xin_width, not rows)
+        ACC = [xp.zeros(block(g.nodes[i].width), dtype=dtype) for i in sizes["accs"]]
+        TMP = [workspace.take(xp, block(w), dtype) for w in sizes["tmp"]]
+        GR = [workspace.take(xp, block(w), dtype) for w in sizes["scratch"]]
+        Q = [workspace.take(xp, block(g.nodes[i].width), dtype) for i in p.recomputed]
         out = comp.backward(xp, X, S, SV, Y, P, R, GR, steps.backward_order, steps.prev,
                             steps.new, pad, padded, dtype.type, DY, GN, GP, PX,
                             [q[1] for q in pgs], ACC, TMP, Q, KEEP,
                             lambda *a: flush_subnormals(xp, *a))
         workspace.give(xp, *TMP, *GR, *Q)
-        d_xin = xp.ascontiguousarray(px_flat.T).reshape(T, B, g.xin_width)
-        if px_buf is not None:
-            workspace.give(xp, px_buf)
+        if rows and px_buf is not None:
+            d_xin = px_buf  # fresh, not pooled: handed to the caller as it is
+        else:  # a copy: the buffer may be pooled (and at B = 1 px_flat.T is contiguous)
+            d_xin = xp.array(px_flat.T, copy=True, order="C").reshape(T, B, g.xin_width)
+            if px_buf is not None:
+                workspace.give(xp, px_buf)
         pgrads = {n: xp.zeros_like(params[n].data) for n in names}
         for j, i in enumerate(p.gemms):
             n = g.nodes[i]
             a = _all_steps(xp, comp, n.args[0], X, S, SV, Y, steps)
-            rows = xp.swapaxes(a, 1, 2).reshape(T * B, a.shape[1])
-            dw = xp.matmul(pgs[j][2], rows)
+            a_rows = (a if rows else xp.swapaxes(a, 1, 2)).reshape(T * B, -1)
+            dw = xp.matmul(pgs[j][2], a_rows)
             a_ = n.attrs
             if a_["transposed"]:
                 pgrads[a_["name"]] += dw.T
@@ -242,12 +280,12 @@ def run(cell: Any, x: Tensor, state: tuple[Tensor, ...], mask: Any,
             workspace.give(xp, pgs[j][0])
         for acc, i in zip(ACC, sizes["accs"]):
             a_ = g.nodes[i].attrs
-            total = acc.sum(axis=1)
+            total = acc.sum(axis=0 if rows else 1)
             if len(g.param_shapes[a_["name"]]) == 2:
                 pgrads[a_["name"]][a_["lo"]] += total
             else:
                 pgrads[a_["name"]][a_["lo"] : a_["hi"]] += total
-        d_state = [o.T.copy() for o in out]
+        d_state = [o.copy() if rows else o.T.copy() for o in out]
         workspace.give(xp, *R)
         return [d_xin, *d_state, *(pgrads[n] for n in names)]
 
@@ -272,4 +310,4 @@ def _all_steps(xp: Any, comp: Compiled, i: int, X: Any, S: Any, SV: Any, Y: Any,
         full = Y
     else:
         raise AssertionError(f"n{i} is not kept for backward")
-    return full[:, lo:hi]
+    return full[:, :, lo:hi] if comp.plan.rows else full[:, lo:hi]
