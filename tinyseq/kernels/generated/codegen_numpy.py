@@ -1,8 +1,10 @@
 """NumPy code for one traced step: the forward and backward time loops as Python source.
 
-The source is plain NumPy on preallocated (w, B) blocks (features x batch, as
-:mod:`..columns`): every op is one ufunc call with ``out=``, the recurrent products are
-``np.matmul`` into their block, gate blocks are row slices (views, no copies). Backward
+The source is plain NumPy on preallocated blocks, (B, w) batch x features (the CPU's
+layout above batch 1: the hoisted input and the output need no transposing pass) or
+(w, B) features x batch (as :mod:`..columns`; batch 1 and the GPU): every op is one
+ufunc call with ``out=``, the recurrent products are ``np.matmul`` into their block,
+gate blocks are slices (views, no copies). Backward
 is reverse mode over the same graph: each node's gradient gets a block, written by its
 first contribution and accumulated by the rest; the products' gradients (and the
 input's) go to (R, T, B) buffers so that the weight gradients are one GEMM each after

@@ -1,7 +1,7 @@
 """The op graph of one traced recurrent step (what the generators print).
 
-Every value is a per-step block in the features x batch layout: a node of ``width`` w
-is a (w, B) array. Leaves: ``state`` (component k of the state read by the step),
+Every value is a per-step block: a node of ``width`` w is a (B, w) array (or (w, B)
+in the features x batch layout). Leaves: ``state`` (component k of the state read by the step),
 ``xin`` (this step's row of the hoisted input projection, or of x), ``param`` (a
 parameter used element-wise: a (w,) vector broadcast over the batch), ``const`` (a
 number). Inner nodes: ``gemm`` (W @ a: the state, or any value, times a weight),
