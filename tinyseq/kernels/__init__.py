@@ -28,10 +28,11 @@ NumPy calls; ``TINYSEQ_JIT=0`` or :func:`.jit.use_jit` turns that off (:mod:`.ji
 
 Cells without a kernel here run kernels generated from their step
 (:mod:`.generated`). These hand-written ones stay because they are faster than the
-generated kernels of the same cells (float32, 2 threads, inference / training):
-rnn 1.29 / 2.13x at S, 1.10 / 1.30x at M; gru 1.36 / 1.58x at S, 1.13 / 1.26x at M;
-lstm 1.29 / 2.14x at S, 1.32 / 1.36x at M, 1.48 / 1.54x at Long (at B1 rnn and gru are
-even, 0.89-0.97x). ``benchmarks/rnn_cpu.py --only-generated`` measures it.
+generated kernels of the same cells (float32, 2 threads, generated / hand, inference /
+training, one run): rnn 1.88 / 1.70x at S, 0.97 / 1.15x at M, 1.38 / 1.10x at Long;
+gru 1.60 / 1.58x at S, 1.16 / 1.15x at M, 1.83 / 1.36x at Long; lstm 2.05 / 2.25x at S,
+1.24 / 1.19x at B1, 1.22 / 1.17x at M, 1.78 / 1.64x at Long (rnn and gru at B1 are even,
+0.75-1.11x). ``benchmarks/rnn_cpu.py --only-generated`` measures it.
 
 Scratch buffers, and the gru and lstm saved buffers, come from a bounded pool
 (:mod:`.workspace`): fresh arrays of a few MB cost page faults on every call (at
