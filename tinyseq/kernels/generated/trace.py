@@ -119,7 +119,37 @@ class _Recorder:
         return self.add(op, (ia,), self.width(ia))
 
 
-class ParamRef:
+class _Operators:
+    """The arithmetic a step writes, recorded as graph nodes (shared by parameters and values)."""
+
+    rec: _Recorder
+
+    def __add__(self, o: Any) -> Sym:
+        return self.rec.binary("add", self, o)
+
+    def __radd__(self, o: Any) -> Sym:
+        return self.rec.binary("add", o, self)
+
+    def __sub__(self, o: Any) -> Sym:
+        return self.rec.binary("sub", self, o)
+
+    def __rsub__(self, o: Any) -> Sym:
+        return self.rec.binary("sub", o, self)
+
+    def __mul__(self, o: Any) -> Sym:
+        return self.rec.binary("mul", self, o)
+
+    def __rmul__(self, o: Any) -> Sym:
+        return self.rec.binary("mul", o, self)
+
+    def __truediv__(self, o: Any) -> Sym:
+        return self.rec.binary("div", self, o)
+
+    def __rtruediv__(self, o: Any) -> Sym:
+        return self.rec.binary("div", o, self)
+
+
+class ParamRef(_Operators):
     """Rows lo:hi of a parameter (all of it, or a ``chunk`` along axis 0)."""
 
     def __init__(self, rec: _Recorder, name: str, lo: int, hi: int) -> None:
@@ -145,34 +175,13 @@ class ParamRef:
                 "param", (), width, name=self.name, lo=self.lo, hi=self.hi).node
         return self.rec.param_nodes[key]
 
-    def __add__(self, o: Any) -> Sym:
-        return self.rec.binary("add", self, o)
 
-    def __radd__(self, o: Any) -> Sym:
-        return self.rec.binary("add", o, self)
-
-    def __sub__(self, o: Any) -> Sym:
-        return self.rec.binary("sub", self, o)
-
-    def __rsub__(self, o: Any) -> Sym:
-        return self.rec.binary("sub", o, self)
-
-    def __mul__(self, o: Any) -> Sym:
-        return self.rec.binary("mul", self, o)
-
-    def __rmul__(self, o: Any) -> Sym:
-        return self.rec.binary("mul", o, self)
-
-    def __truediv__(self, o: Any) -> Sym:
-        return self.rec.binary("div", self, o)
-
-
-class Sym(Tensor):
+class Sym(_Operators, Tensor):
     """A recorded (B, width) value of the step. A Tensor subclass, so that ``param * sym``
     reaches :meth:`__rmul__` before Tensor's own operator."""
 
     def __init__(self, rec: _Recorder, node: int) -> None:  # no Tensor.__init__: no data
-        object.__setattr__(self, "_rec", rec)
+        object.__setattr__(self, "rec", rec)
         object.__setattr__(self, "_node", node)
 
     def __getattr__(self, name: str) -> Any:  # .data and the like: a real op got a Sym
@@ -181,10 +190,6 @@ class Sym(Tensor):
     @property
     def node(self) -> int:
         return self.__dict__["_node"]  # type: ignore[no-any-return]
-
-    @property
-    def rec(self) -> _Recorder:
-        return self.__dict__["_rec"]  # type: ignore[no-any-return]
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -197,29 +202,6 @@ class Sym(Tensor):
     def __bool__(self) -> bool:
         raise Unsupported("bool() of a traced value", _user_frame(), "data-dependent control flow")
 
-    def __add__(self, o: Any) -> Sym:
-        return self.rec.binary("add", self, o)
-
-    def __radd__(self, o: Any) -> Sym:
-        return self.rec.binary("add", o, self)
-
-    def __sub__(self, o: Any) -> Sym:
-        return self.rec.binary("sub", self, o)
-
-    def __rsub__(self, o: Any) -> Sym:
-        return self.rec.binary("sub", o, self)
-
-    def __mul__(self, o: Any) -> Sym:
-        return self.rec.binary("mul", self, o)
-
-    def __rmul__(self, o: Any) -> Sym:
-        return self.rec.binary("mul", o, self)
-
-    def __truediv__(self, o: Any) -> Sym:
-        return self.rec.binary("div", self, o)
-
-    def __rtruediv__(self, o: Any) -> Sym:
-        return self.rec.binary("div", o, self)
 
     def __neg__(self) -> Sym:
         return self.rec.unary("neg", self)
