@@ -235,6 +235,18 @@ def test_saved_bytes_and_the_generated_source() -> None:
     assert compile_cell(INDRNN(8, 16)).plan.saved_bytes_per_tbh(4) == 4.0
 
 
+def test_batch_rows_products_read_contiguous_weights() -> None:
+    """In the batch x features layout no per-step product reads a transposed weight view."""
+    lstm = ts.registry.get_cell_spec("lstm").create(8, 16)
+    for cell, fwd_copy, bwd_copy in ((lstm, True, False), (ScaledCell(3, 4), False, True)):
+        comp = compile_cell(cell, rows=True)
+        for src, copy in ((comp.forward_src, fwd_copy), (comp.backward_src, bwd_copy)):
+            products = [line for line in src.splitlines() if "np.matmul(" in line]
+            assert len(products) == 1 and ".T," not in products[0]
+            assert ("np.ascontiguousarray(W" in src) == copy
+            assert ("Wt" in products[0]) == copy
+
+
 def test_generated_path_on_the_test_device() -> None:
     cell = PEEPHOLE(3, 4).to("testcpu")
     x = ts.randn(5, 2, 3, device="testcpu")

@@ -140,8 +140,8 @@ _UFUNC = {"add": "add", "sub": "subtract", "mul": "multiply", "div": "divide",
 def _compute(n: Node, dest: str, arg: list[str], rows: bool = False) -> list[str]:
     """Lines that compute node ``n`` into ``dest`` from its arguments' expressions."""
     if n.op == "gemm":
-        if rows:  # a (B, K) @ W.T (K, R)
-            w = f"W{n.id}" if n.attrs["transposed"] else f"W{n.id}.T"
+        if rows:  # a (B, K) @ W.T (K, R), W.T as a contiguous copy (see _prologue)
+            w = f"W{n.id}" if n.attrs["transposed"] else f"Wt{n.id}"
             return [f"np.matmul({arg[0]}, {w}, out={dest})"]
         w = f"W{n.id}.T" if n.attrs["transposed"] else f"W{n.id}"
         return [f"np.matmul({w}, {arg[0]}, out={dest})"]
@@ -153,7 +153,14 @@ def _compute(n: Node, dest: str, arg: list[str], rows: bool = False) -> list[str
     return [f"np.{_UFUNC[n.op]}({', '.join(arg)}, out={dest})"]
 
 
-def _prologue(p: Plan) -> list[str]:
+def _prologue(p: Plan, backward: bool = False) -> list[str]:
+    """The loop's constants, parameter views and scratch blocks.
+
+    In the batch x features layout a product whose weight would be read transposed
+    gets a contiguous copy of ``W.T``, made once per call: OpenBLAS multiplies a
+    (16, 128) block by a transposed view at about 1.5x the time of the same product
+    by a contiguous (K, R) matrix (measured: 25 vs 16 us at an LSTM's S).
+    """
     lines = ["half, zero, one = dt(0.5), dt(0.0), dt(1.0)"]
     for n in p.graph.nodes:
         a = n.attrs
@@ -166,6 +173,8 @@ def _prologue(p: Plan) -> list[str]:
             lines.append(f"p{n.id} = P[{a['name']!r}]{sel}{column}  # {n.where}")
         elif n.op == "gemm":
             lines.append(f"W{n.id} = P[{a['name']!r}][{a['lo']}:{a['hi']}]  # {n.where}")
+            if p.rows and a["transposed"] == backward:
+                lines.append(f"Wt{n.id} = np.ascontiguousarray(W{n.id}.T)")
     lines += [f"r{j} = R[{j}]" for j in range(len(p.scratch))]
     return lines
 
@@ -402,7 +411,7 @@ def backward_source(p: Plan) -> tuple[str, dict[str, Any]]:
             gr.contribute(a0, lambda dst: [f"np.divide({d}, {v[0]}, out={dst})"])
         elif n.op == "gemm":
             if p.rows:  # d (B, R) @ W (R, K)
-                w = f"W{n.id}.T" if n.attrs["transposed"] else f"W{n.id}"
+                w = f"Wt{n.id}" if n.attrs["transposed"] else f"W{n.id}"
                 gr.contribute(a0, lambda dst: [f"np.matmul({d}, {w}, out={dst})"])
             else:
                 w = f"W{n.id}" if n.attrs["transposed"] else f"W{n.id}.T"
@@ -426,7 +435,7 @@ def backward_source(p: Plan) -> tuple[str, dict[str, Any]]:
     for name in blocks + (["px"] if merged_px < 0 else []):
         gr.zero_rest((name, 0, gr.widths[name]))
 
-    body = [f"    {line}" for line in _prologue(p)]
+    body = [f"    {line}" for line in _prologue(p, backward=True)]
     body += [f"    gn{k}, gp{k} = GN[{k}], GP[{k}]" for k in range(g.n_states)]
     body += [f"    tmp{j} = TMP[{j}]" for j in range(len(gr.tmp))]
     body += [f"    g{j} = GR[{j}]" for j in range(len(gr.scratch))]
