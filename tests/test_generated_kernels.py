@@ -251,35 +251,6 @@ def test_products_read_contiguous_weights(rows: bool) -> None:
             assert ("X.shape[-1] == 1" in src) == (copy and not rows)
 
 
-def test_layout_choice_by_batch_and_product_width() -> None:
-    """Features x batch for a wide product at a narrow batch (and at batch 1), else rows."""
-    from tinyseq.kernels.generated.runner import _rows_layout
-
-    lstm = compile_cell(ts.registry.get_cell_spec("lstm").create(8, 128))  # 512 product rows
-    wide = compile_cell(ts.registry.get_cell_spec("lstm").create(8, 192))  # 768
-    rnn = compile_cell(ts.registry.get_cell_spec("rnn").create(8, 128))  # 128
-    mingru = compile_cell(MINGRU(8, 128))  # no product
-    assert not _rows_layout(lstm, 16, training=False) and not _rows_layout(lstm, 1, True)
-    assert _rows_layout(lstm, 16, training=True) and _rows_layout(lstm, 64, training=False)
-    assert not _rows_layout(wide, 16, training=True) and _rows_layout(wide, 17, training=True)
-    assert _rows_layout(rnn, 16, training=False) and not _rows_layout(rnn, 1, training=False)
-    assert _rows_layout(mingru, 1, training=True) and _rows_layout(mingru, 16, training=False)
-
-
-def test_wide_product_inference_runs_columns_and_equals_the_step_path(
-        count_generated: list[int]) -> None:
-    """The default layout choice at a wide product (features x batch) agrees with the step."""
-    ts.manual_seed(1)
-    layer = ts.nn.Recurrent("lstm", 5, 128)
-    x = ts.randn(4, 3, 5)
-    with use_generated(True, prefer=True), ts.no_grad():
-        got, _ = layer(x)
-    assert count_generated
-    with use_fused(False), ts.no_grad():
-        ref, _ = layer(x)
-    np.testing.assert_allclose(got.data, ref.data, rtol=0, atol=1e-5)
-
-
 def test_generated_path_on_the_test_device() -> None:
     cell = PEEPHOLE(3, 4).to("testcpu")
     x = ts.randn(5, 2, 3, device="testcpu")

@@ -149,24 +149,6 @@ def _on_gpu(comp: Compiled, xp: Any) -> Compiled:
     return hit
 
 
-def _rows_layout(comp: Compiled, B: int, training: bool) -> bool:
-    """Whether batch x features is the faster layout for this step and batch.
-
-    Batch x features needs no transposing pass over the input and the output: measured
-    faster in training at S and M (LSTM 0.83x and 0.87x of the columns layout, minGRU
-    0.84x and 0.68x). Features x batch multiplies by the weights as stored, which
-    OpenBLAS does much faster for a wide product and a narrow batch ((512, 128) x
-    (128, 16): 8.6 vs 16 us): measured (2 threads, float32) inference LSTM S 0.76x,
-    LSTM Long 0.66x, GRU Long 0.85x of the batch x features time (GRU S, 384 rows:
-    equal; RNN S, 128 rows: slower), training LSTM Long 0.9x, GRU Long 0.95x (LSTM S,
-    512 rows: equal). At batch 1 it is what the hand kernels found fastest.
-    """
-    widest = max((comp.graph.nodes[i].width for i in comp.plan.gemms), default=0)
-    if B == 1 and widest:
-        return False
-    return not (B <= 16 and widest >= (768 if training else 512))
-
-
 def _cols(xp: Any, a: Any) -> Any:
     """(T, B, W) rows -> a fresh contiguous (T, W, B)."""
     return xp.ascontiguousarray(xp.swapaxes(a, -1, -2))
@@ -188,8 +170,11 @@ def run(cell: Any, x: Tensor, state: tuple[Tensor, ...], mask: Any,
     T, B = x.shape[0], x.shape[1]
     try:
         comp = compile_cell(cell)
-        rows = _layout[0] if _layout[0] is not None else _rows_layout(comp, B, is_grad_enabled(
-            ) and any(q.requires_grad for q in (x, *state, *cell.parameters())))
+        # batch x features needs no transposing pass over the input and the output:
+        # measured faster in training at S and M (LSTM 0.83x and 0.87x of the columns
+        # layout, minGRU 0.84x and 0.68x); at batch 1 features x batch multiplies by the
+        # weights as stored (what the hand kernels found fastest there)
+        rows = _layout[0] if _layout[0] is not None else (B > 1 or not comp.plan.gemms)
         if rows and dev.name != "cuda":
             comp = compile_cell(cell, rows=True)
     except Unsupported:
