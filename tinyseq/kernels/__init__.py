@@ -29,10 +29,10 @@ NumPy calls; ``TINYSEQ_JIT=0`` or :func:`.jit.use_jit` turns that off (:mod:`.ji
 Cells without a kernel here run kernels generated from their step
 (:mod:`.generated`). These hand-written ones stay because they are faster than the
 generated kernels of the same cells (float32, 2 threads, generated / hand, inference /
-training, one run): rnn 1.88 / 1.70x at S, 0.97 / 1.15x at M, 1.38 / 1.10x at Long;
-gru 1.60 / 1.58x at S, 1.16 / 1.15x at M, 1.83 / 1.36x at Long; lstm 2.05 / 2.25x at S,
-1.24 / 1.19x at B1, 1.22 / 1.17x at M, 1.78 / 1.64x at Long (rnn and gru at B1 are even,
-0.75-1.11x). ``benchmarks/rnn_cpu.py --only-generated`` measures it.
+training, one run): rnn 1.15 / 1.04x at S, 0.98 / 1.07x at M, 1.09 / 1.02x at Long;
+gru 1.05 / 1.51x at S, 1.18 / 1.12x at M, 1.49 / 1.39x at Long; lstm 1.85 / 1.95x at S,
+1.16 / 1.09x at B1, 1.02 / 1.21x at M, 1.33 / 1.69x at Long (rnn and gru at B1 are even,
+0.78-1.09x). ``benchmarks/rnn_cpu.py --only-generated`` measures it.
 
 Scratch buffers, and the gru and lstm saved buffers, come from a bounded pool
 (:mod:`.workspace`): fresh arrays of a few MB cost page faults on every call (at
