@@ -246,7 +246,7 @@ def test_products_read_contiguous_weights(rows: bool) -> None:
         for src, copy in ((comp.forward_src, fwd_copy), (comp.backward_src, bwd_copy)):
             products = [line for line in src.splitlines() if "np.matmul(" in line]
             assert len(products) == 1 and ".T," not in products[0]
-            assert ("np.ascontiguousarray(W" in src) == copy
+            assert ("transposed_copy(np, W" in src) == copy
             assert ("Wt" in products[0]) == copy
             assert ("X.shape[-1] == 1" in src) == (copy and not rows)
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ... import backend
 from ...cell import Cell
 from ...tensor import Tensor, _make, custom_multi, is_grad_enabled
 from ..columns import step_blocks
@@ -109,7 +110,7 @@ def compile_cell(cell: Any, rows: bool = False) -> Compiled:
             p = plan(g, rows)
             fsrc = forward_source(p)
             bsrc, sizes = backward_source(p)
-            env: dict[str, Any] = {}
+            env: dict[str, Any] = {"transposed_copy": backend.transposed_copy}
             exec(compile(fsrc, f"<generated forward of {type(cell).__name__}>", "exec"), env)
             exec(compile(bsrc, f"<generated backward of {type(cell).__name__}>", "exec"), env)
             hit = Compiled(g, p, fsrc, bsrc, sizes, env["forward"], env["backward"])
@@ -132,20 +133,26 @@ def explain(cell: Any) -> str | None:
     return None
 
 
-_gpu_cache: dict[int, Compiled] = {}
+# by id, with the key's object kept: a dropped entry of _cache could otherwise free its
+# Compiled and a new one reuse the id
+_gpu_cache: dict[int, tuple[Compiled, Compiled]] = {}
 
 
 def _on_gpu(comp: Compiled, xp: Any) -> Compiled:
     """``comp`` with its loops on the generated CUDA kernels (built once per step)."""
-    hit = _gpu_cache.get(id(comp))
-    if hit is None:
-        from .cuda_loops import CudaLoops
+    entry = _gpu_cache.get(id(comp))
+    if entry is not None and entry[0] is comp:
+        return entry[1]
+    from .cuda_loops import CudaLoops
 
-        def build(in_params: str, out_params: str, body: str, name: str, preamble: str) -> Any:
-            return xp.ElementwiseKernel(in_params, out_params, body, name, preamble=preamble)
+    def build(in_params: str, out_params: str, body: str, name: str, preamble: str) -> Any:
+        return xp.ElementwiseKernel(in_params, out_params, body, name, preamble=preamble)
 
-        loops = CudaLoops(comp.plan, build, type(comp.graph).__name__)
-        hit = _gpu_cache[id(comp)] = replace(comp, forward=loops.forward, backward=loops.backward)
+    loops = CudaLoops(comp.plan, build, type(comp.graph).__name__)
+    hit = replace(comp, forward=loops.forward, backward=loops.backward)
+    if len(_gpu_cache) > 64:
+        _gpu_cache.clear()
+    _gpu_cache[id(comp)] = (comp, hit)
     return hit
 
 
