@@ -83,8 +83,8 @@ def test_float64_runs_numpy_unless_asked(monkeypatch: pytest.MonkeyPatch) -> Non
         assert counting.calls["forward_step"] == 0
         run_both("lstm", {}, 3, 2, 3, 4, np.float32, None, False)
         assert counting.calls["forward_step"] == 3
-    assert jit.lstm_steps(np, np.float16) is None
-    assert jit.lstm_steps(ts.backend.get_device("testcpu").xp, np.float32) is None
+    assert jit.compiled(np, np.float16) is None
+    assert jit.compiled(ts.backend.get_device("testcpu").xp, np.float32) is None
 
 
 def test_padding_nan_does_not_leak_on_the_compiled_path() -> None:
@@ -148,9 +148,9 @@ def test_use_jit_switches_and_restores() -> None:
     before = jit.jit_enabled()
     with jit.use_jit(False):
         assert not jit.jit_enabled()
-        assert jit.lstm_steps(np, np.float32) is None
+        assert jit.compiled(np, np.float32) is None
         with jit.use_jit(True):
-            assert jit.lstm_steps(np, np.float32) is not None
+            assert jit.compiled(np, np.float32) is not None
         assert not jit.jit_enabled()
     assert jit.jit_enabled() == before
 
@@ -183,7 +183,7 @@ def test_a_numba_that_cannot_compile_falls_back_to_numpy(monkeypatch: pytest.Mon
     monkeypatch.setattr(jit, "_module", [])
     with pytest.warns(RuntimeWarning, match="compiled LSTM pass is off.*LLVM says no"):
         assert not jit.jit_available()
-    assert jit.lstm_steps(np, np.float32) is None
+    assert jit.compiled(np, np.float32) is None
     ts.manual_seed(0)
     layer = ts.nn.Recurrent("lstm", 3, 4)
     x = ts.tensor(np.random.default_rng(0).normal(size=(5, 2, 3)).astype(np.float32))

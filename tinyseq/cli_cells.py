@@ -147,7 +147,25 @@ def _fusion_line(cell: Any) -> str:
     itemsize = next(cell.parameters()).data.dtype.itemsize if any(True for _ in cell.parameters()) else 4
     saved = compile_cell(cell).plan.saved_bytes_per_tbh(itemsize)
     how = "its own fused_sequence (generated kernels also available)" if own else "generated"
-    return f"kernels: fused, {how}; saves {saved:g} bytes per T*B*H for backward"
+    return (f"kernels: fused, {how}; saves {saved:g} bytes per T*B*H for backward; "
+            f"element-wise part: {_elementwise_how(cell)}")
+
+
+def _elementwise_how(cell: Any) -> str:
+    """How the generated kernels do a step's element-wise part on this machine."""
+    from .kernels import jit
+    from .kernels.generated import Unsupported, compile_cell, scalar
+
+    try:
+        scalar.check(compile_cell(cell).graph)
+    except Unsupported as err:
+        return f"NumPy calls ({err})"
+    dtype = next(cell.parameters()).data.dtype if any(True for _ in cell.parameters()) else None
+    if cell.device.name == "cuda":
+        return "one generated CUDA kernel each way"
+    if dtype is not None and jit.compiled(cell.device.xp, dtype) is not None:
+        return "one compiled pass each way (numba)"
+    return "NumPy calls (install the jit extra, numba, for one compiled pass each way)"
 
 
 def _show_kernel(cell: Any) -> None:
@@ -163,3 +181,14 @@ def _show_kernel(cell: Any) -> None:
     print(comp.forward_src)
     print("# generated NumPy backward")
     print(comp.backward_src)
+    from .kernels.generated.codegen_numba import numba_sources
+
+    try:
+        fsrc, bsrc, _, _ = numba_sources(compile_cell(cell, rows=True).plan)
+    except Unsupported as err:
+        print(f"# no compiled element-wise passes: {err}")
+        return
+    print("# the same step's element-wise part as compiled passes (numba, the jit extra;")
+    print("# run between the products of each step instead of the NumPy calls above)")
+    print(fsrc)
+    print(bsrc)

@@ -1,7 +1,8 @@
 """The switch for the optional compiled element-wise pass (numba, the ``jit`` extra).
 
 With numba installed, the fused LSTM kernel does each step's gate math in one compiled
-call (:mod:`.jit_lstm`) instead of a dozen NumPy passes; the NumPy code stays the
+call (:mod:`.jit_lstm`) instead of a dozen NumPy passes, and so do the kernels
+generated from a cell's step (:mod:`.generated.codegen_numba`); the NumPy code stays the
 reference and the path without numba. ``TINYSEQ_JIT=0`` in the environment turns the
 accelerator off; ``use_jit(False)`` does so from now on, ``with use_jit(False): ...``
 for a block (tests run the kernels both ways).
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ENV_VAR", "use_jit", "jit_enabled", "jit_available", "lstm_steps"]
+__all__ = ["ENV_VAR", "use_jit", "jit_enabled", "jit_available", "compiled"]
 
 ENV_VAR = "TINYSEQ_JIT"
 _enabled = [os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "no", "off")]
@@ -81,8 +82,9 @@ class use_jit(contextlib.AbstractContextManager["use_jit"]):
         _enabled[0], _float64[0] = self._previous
 
 
-def lstm_steps(xp: Any, dtype: Any) -> Any:
-    """The compiled LSTM step functions for plain NumPy float32/float64 arrays, or None."""
+def compiled(xp: Any, dtype: Any) -> Any:
+    """The compiled module (:mod:`.jit_lstm`: the LSTM step functions, numba, its float32
+    tanh) for plain NumPy float32 (float64 where asked) arrays, or None."""
     dt = np.dtype(dtype)
     if xp is not np or not (dt == np.float32 or (dt == np.float64 and _float64[0])):
         return None

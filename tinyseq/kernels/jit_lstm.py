@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["forward_step", "backward_step", "tanh_float32", "warm_up"]
+__all__ = ["forward_step", "backward_step", "tanh_float32", "warm_up", "scalar_tanh",
+           "COMPILE_OPTIONS"]
 
 numba: Any = importlib.import_module("numba")
 _extending: Any = importlib.import_module("numba.extending")
@@ -107,6 +108,9 @@ def _tanh_overload(x: Any) -> Any:
 
 
 _extending.overload(_tanh, jit_options={"fastmath": {"contract"}})(_tanh_overload)
+# for other compiled loops (the generated kernels): the tanh and the options used here
+scalar_tanh = _tanh
+COMPILE_OPTIONS = dict(_JIT)
 
 
 def _forward_step(

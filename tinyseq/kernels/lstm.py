@@ -22,7 +22,7 @@ from .columns import (
     to_rows,
 )
 from .gates import sequence_grads, transposed
-from .jit import lstm_steps
+from .jit import compiled
 from .sequence import FLUSH_EVERY, MaskInfo, Steps, flush_subnormals
 from .workspace import add_biases, sigmoid_from_half_, workspace
 
@@ -70,7 +70,7 @@ def forward(
     to_columns(xp, state[1], out=cs[steps.initial_slot() if training else 0])
     tmp = workspace.take(xp, (H, B), dt)
     rec = workspace.take(xp, (4 * H, B), dt)
-    jit = lstm_steps(xp, dt)  # the compiled element-wise pass, or None
+    jit = compiled(xp, dt)  # the compiled element-wise pass, or None
     for k, t in enumerate(steps.order):
         hp, hn = hs_c[t + steps.prev], hs_c[t + steps.new]
         if training:
@@ -145,7 +145,7 @@ def backward(
     ds = workspace.take(xp, (4 * H, B), dt)
     t1 = workspace.take(xp, (H, B), dt)
     dc_in = workspace.take(xp, (H, B), dt)
-    jit = lstm_steps(xp, dt)
+    jit = compiled(xp, dt)
     one = dt.type(1)
     for k, t in enumerate(steps.backward_order):
         if dy is not None:

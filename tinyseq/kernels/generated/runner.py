@@ -20,6 +20,7 @@ from typing import Any
 from ... import backend
 from ...cell import Cell
 from ...tensor import Tensor, _make, custom_multi, is_grad_enabled
+from .. import jit
 from ..columns import step_blocks
 from ..sequence import MaskInfo, Steps, flush_subnormals
 from ..workspace import workspace
@@ -34,6 +35,7 @@ DEVICES = ("cpu", "testcpu", "cuda")  # cuda: the generated CUDA kernels (.cuda_
 _enabled = [os.environ.get("TINYSEQ_GENERATED", "1") != "0"]
 _preferred = [False]
 _layout: list[bool | None] = [None]  # None: choose (rows for steps without products)
+_numba_rows = True  # measured: see run()
 
 
 def generated_enabled() -> bool:
@@ -133,27 +135,49 @@ def explain(cell: Any) -> str | None:
     return None
 
 
-# by id, with the key's object kept: a dropped entry of _cache could otherwise free its
-# Compiled and a new one reuse the id
-_gpu_cache: dict[int, tuple[Compiled, Compiled]] = {}
+# by (id, target), with the key's object kept: a dropped entry of _cache could otherwise
+# free its Compiled and a new one reuse the id
+_loops_cache: dict[tuple[int, str], tuple[Compiled, Compiled | None]] = {}
 
 
-def _on_gpu(comp: Compiled, xp: Any) -> Compiled:
-    """``comp`` with its loops on the generated CUDA kernels (built once per step)."""
-    entry = _gpu_cache.get(id(comp))
+def _with_loops(comp: Compiled, target: str, make: Any) -> Compiled | None:
+    """``comp`` with its loops from ``make(comp)`` (built once per step and target; None
+    where ``make`` raises :class:`Unsupported`)."""
+    entry = _loops_cache.get((id(comp), target))
     if entry is not None and entry[0] is comp:
         return entry[1]
+    try:
+        loops = make(comp)
+        hit: Compiled | None = replace(comp, forward=loops.forward, backward=loops.backward)
+    except Unsupported:
+        hit = None
+    if len(_loops_cache) > 64:
+        _loops_cache.clear()
+    _loops_cache[(id(comp), target)] = (comp, hit)
+    return hit
+
+
+def _on_gpu(comp: Compiled, xp: Any) -> Compiled | None:
+    """``comp`` with its loops on the generated CUDA kernels."""
     from .cuda_loops import CudaLoops
 
     def build(in_params: str, out_params: str, body: str, name: str, preamble: str) -> Any:
         return xp.ElementwiseKernel(in_params, out_params, body, name, preamble=preamble)
 
-    loops = CudaLoops(comp.plan, build, type(comp.graph).__name__)
-    hit = replace(comp, forward=loops.forward, backward=loops.backward)
-    if len(_gpu_cache) > 64:
-        _gpu_cache.clear()
-    _gpu_cache[id(comp)] = (comp, hit)
-    return hit
+    return _with_loops(comp, "cuda", lambda c: CudaLoops(c.plan, build, type(c.graph).__name__))
+
+
+def _compiled_cpu(cell: Any, xp: Any, dtype: Any, rows: bool) -> Compiled | None:
+    """The kernels of ``cell`` on compiled element-wise passes (numba), or None: numba
+    absent or off, a dtype it does not take, or a step it cannot do."""
+    module = jit.compiled(xp, dtype)
+    if module is None:
+        return None
+    from .codegen_numba import NumbaLoops
+
+    comp = compile_cell(cell, rows=rows)
+    name = type(cell).__name__
+    return _with_loops(comp, f"numba-{dtype}", lambda c: NumbaLoops(c.plan, module, dtype, name))
 
 
 def _cols(xp: Any, a: Any) -> Any:
@@ -182,15 +206,20 @@ def run(cell: Any, x: Tensor, state: tuple[Tensor, ...], mask: Any,
         # layout, minGRU 0.84x and 0.68x); at batch 1 features x batch multiplies by the
         # weights as stored (what the hand kernels found fastest there)
         rows = _layout[0] if _layout[0] is not None else (B > 1 or not comp.plan.gemms)
-        if rows and dev.name != "cuda":
+        # with numba, one compiled pass per step each way
+        fast = None if dev.name == "cuda" else _compiled_cpu(
+            cell, xp, dtype, _layout[0] if _layout[0] is not None else _numba_rows)
+        if fast is not None:
+            comp = fast
+        elif rows and dev.name != "cuda":
             comp = compile_cell(cell, rows=True)
     except Unsupported:
         return None
     if dev.name == "cuda":
-        try:
-            comp = _on_gpu(comp, xp)
-        except Unsupported:
+        gpu = _on_gpu(comp, xp)
+        if gpu is None:
             return None
+        comp = gpu
     g, p = comp.graph, comp.plan
     names = g.params()
     params = dict(cell.named_parameters())

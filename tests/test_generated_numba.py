@@ -1,0 +1,96 @@
+"""The generated kernels' compiled element-wise passes (numba; skipped without it).
+
+Equality with the step path for every cell, layout and dtype is in
+``test_generated_kernels.py`` (its ``numba`` cases); here: gradcheck through the
+compiled passes, one pass each way in the printed source, the steps they refuse, and
+a pass that does not compile falls back to the NumPy code with a warning.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from test_generated_kernels import INDRNN, MINGRU, PEEPHOLE, ScaledCell  # noqa: E402
+
+import tinyseq as ts
+from tinyseq.kernels import generated
+from tinyseq.kernels.generated import Unsupported, compile_cell, runner, use_generated
+from tinyseq.kernels.generated.codegen_numba import PyLang, numba_sources
+from tinyseq.kernels.jit import use_jit
+from tinyseq.nn.recurrent import run_cell, use_fused
+from tinyseq.testing import gradcheck
+
+
+def _numba_used() -> bool:
+    return any(k[1].startswith("numba") and v[1] is not None
+               for k, v in runner._loops_cache.items())
+
+
+def _cell(cell: Any, dtype: Any = np.float64) -> Any:
+    with ts.backend.default_dtype(dtype):
+        if isinstance(cell, str):
+            return ts.registry.get_cell_spec(cell).create(2, 3)
+        return cell(2, 3)
+
+
+@pytest.mark.parametrize("rows", [True, False], ids=["rows", "columns"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", PEEPHOLE, INDRNN, MINGRU, ScaledCell])
+def test_gradcheck_through_the_compiled_passes(cell: Any, rows: bool) -> None:
+    pytest.importorskip("numba")
+    c = _cell(cell)
+    rng = np.random.default_rng(0)
+    x = ts.tensor(rng.normal(size=(4, 2, 2)), requires_grad=True)
+    state = tuple(ts.tensor(rng.normal(size=(2, 3)) * 0.5, requires_grad=True)
+                  for _ in c.state_names)
+    mask = np.array([[1, 1], [1, 1], [1, 0], [1, 0]], dtype=bool)
+
+    def fn(x: ts.Tensor, *args: ts.Tensor) -> Any:
+        with use_generated(True, prefer=True), use_jit(True, float64=True), \
+                runner.use_layout(rows):
+            out = generated.run(c, x, tuple(args[: len(state)]), mask, True)
+        assert out is not None
+        return out[0], *out[1]
+
+    runner._loops_cache.clear()
+    assert gradcheck(fn, [x, *state, *c.parameters()])
+    assert _numba_used()
+
+
+def test_one_pass_each_way_and_typed_constants() -> None:
+    """No numba needed: the passes are printed text."""
+    comp = compile_cell(_cell("lstm"), rows=True)
+    fsrc, bsrc, constants, _ = numba_sources(comp.plan)
+    assert fsrc.startswith("def forward_pass(") and bsrc.startswith("def backward_pass(")
+    for src in (fsrc, bsrc):
+        assert "np." not in src and "matmul" not in src  # the products stay BLAS calls
+        assert "for b in range(pad.shape[0]):" in src and "for j in range(3):" in src
+    assert fsrc.count("tanh(") == 5  # three sigmoid gates, the candidate, tanh(c)
+    assert "0.5" not in fsrc and constants[0.5] in fsrc  # a typed global, not a float
+    assert "pg3[b, j + 9]" in bsrc and "gp1[b, j]" in bsrc
+    assert "[j + 9, b]" in numba_sources(compile_cell(_cell("lstm")).plan)[1]
+    lecture_gru = ts.registry.get_cell_spec("gru").create(2, 3, reset_after=False)
+    with pytest.raises(Unsupported, match="a product of an element-wise result"):
+        numba_sources(compile_cell(lecture_gru, rows=True).plan)
+
+
+def test_a_pass_that_does_not_compile_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("numba")
+    cell = _cell(PEEPHOLE, np.float32)
+    x = ts.tensor(np.random.default_rng(1).normal(size=(5, 2, 2)).astype(np.float32))
+    real = PyLang.call
+
+    def broken(self: PyLang, fn: str, arg: str) -> str:
+        return f"no_such_function({arg})" if fn == "tanh" else real(self, fn, arg)
+
+    monkeypatch.setattr(PyLang, "call", broken)
+    runner._loops_cache.clear()
+    with pytest.warns(RuntimeWarning, match="did not compile"):
+        out = generated.run(cell, x, cell.initial_state(2), None, False)
+    assert out is not None and not _numba_used()  # the NumPy code answered
+    with use_fused(False):
+        ref, _ = run_cell(cell, x)
+    np.testing.assert_allclose(out[0].data, ref.data, atol=1e-6)
+    monkeypatch.undo()
+    runner._loops_cache.clear()
