@@ -3,6 +3,7 @@ the code generated from its step."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,12 @@ def test_check_cell_says_generated_and_shows_the_kernel(capsys: pytest.CaptureFi
     assert "n3 = mul(n2, n0)" in out and "indrnn.py:" in out  # the traced graph
     assert "def forward(np, X" in out and "np.maximum(" in out  # relu, in place
     assert "def backward(np, X" in out and "np.greater(" in out
+    # the compiled passes are printed with or without numba; the line says which runs
+    assert "def forward_pass(x, sp0, P_recurrent, pad, sn0):" in out
+    assert "def backward_pass(" in out and "acc0[b, j] +=" in out
+    numba = importlib.util.find_spec("numba") is not None
+    how = "one compiled pass each way (numba)" if numba else "NumPy calls (install the jit"
+    assert f"element-wise part: {how}" in out
 
 
 def test_check_cell_says_why_not_fused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

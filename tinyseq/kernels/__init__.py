@@ -27,12 +27,13 @@ element-wise work in one compiled, vectorized pass (:mod:`.jit_lstm`) instead of
 NumPy calls; ``TINYSEQ_JIT=0`` or :func:`.jit.use_jit` turns that off (:mod:`.jit`).
 
 Cells without a kernel here run kernels generated from their step
-(:mod:`.generated`). These hand-written ones stay because they are faster than the
-generated kernels of the same cells (float32, 2 threads, generated / hand, inference /
-training, one run): rnn 1.15 / 1.04x at S, 0.98 / 1.07x at M, 1.09 / 1.02x at Long;
-gru 1.05 / 1.51x at S, 1.18 / 1.12x at M, 1.49 / 1.39x at Long; lstm 1.85 / 1.95x at S,
-1.16 / 1.09x at B1, 1.02 / 1.21x at M, 1.33 / 1.69x at Long (rnn and gru at B1 are even,
-0.78-1.09x). ``benchmarks/rnn_cpu.py --only-generated`` measures it.
+(:mod:`.generated`). These hand-written ones stay where they are faster than the
+generated kernels of the same cells (float32, 2 threads, numba installed, generated /
+hand, inference / training, one run): rnn 1.47 / 1.24x at S, 1.03 / 1.55x at B1,
+0.86 / 1.33x at M, 1.13 / 1.15x at Long; lstm 1.44 / 0.94x at S, 1.05 / 1.22x at B1,
+1.00 / 1.07x at M, 0.90 / 1.20x at Long. The generated gru came out as fast or faster
+(0.83-1.09x) in that run; the hand gru is not retired yet.
+``benchmarks/rnn_cpu.py --only-generated`` measures it.
 
 Scratch buffers, and the gru and lstm saved buffers, come from a bounded pool
 (:mod:`.workspace`): fresh arrays of a few MB cost page faults on every call (at
