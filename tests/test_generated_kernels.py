@@ -211,8 +211,12 @@ def test_plugin_cells_use_the_generated_path_by_default(count_generated: list[in
     assert count_generated == [1]
 
 
-@pytest.mark.parametrize("cell", [PEEPHOLE, INDRNN, ScaledCell, "gru"])
-def test_gradcheck_through_the_generated_node(cell: Any) -> None:
+@pytest.mark.parametrize("loops,rows", [("numpy", True), ("numba", True), ("numba", False)])
+@pytest.mark.parametrize("cell", [PEEPHOLE, INDRNN, MINGRU, ScaledCell, "gru", "lstm"])
+def test_gradcheck_through_the_generated_node(cell: Any, loops: str, rows: bool) -> None:
+    """Through the NumPy code and the compiled passes (float64, numba's exact tanh)."""
+    if loops == "numba":
+        pytest.importorskip("numba")
     with ts.backend.default_dtype(np.float64):
         c = cell(2, 3) if not isinstance(cell, str) else ts.registry.get_cell_spec(cell).create(2, 3)
     rng = np.random.default_rng(0)
@@ -222,12 +226,15 @@ def test_gradcheck_through_the_generated_node(cell: Any) -> None:
     mask = np.array([[1, 1], [1, 1], [1, 0], [1, 0]], dtype=bool)
 
     def fn(x: ts.Tensor, *args: ts.Tensor) -> Any:
-        with use_generated(True, prefer=True):
+        with use_generated(True, prefer=True), use_jit(loops == "numba", float64=True), \
+                use_layout(rows):
             out = generated.run(c, x, tuple(args[: len(state)]), mask, True)
         assert out is not None
         return out[0], *out[1]
 
+    runner._loops_cache.clear()
     assert gradcheck(fn, [x, *state, *c.parameters()])
+    assert _numba_loops_used() == (loops == "numba")
 
 
 def test_unsupported_op_falls_back_and_says_where() -> None:

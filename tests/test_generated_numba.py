@@ -1,9 +1,9 @@
 """The generated kernels' compiled element-wise passes (numba; skipped without it).
 
-Equality with the step path for every cell, layout and dtype is in
-``test_generated_kernels.py`` (its ``numba`` cases); here: gradcheck through the
-compiled passes, one pass each way in the printed source, the steps they refuse, and
-a pass that does not compile falls back to the NumPy code with a warning.
+Equality with the step path for every cell, layout and dtype, and gradcheck, are in
+``test_generated_kernels.py`` (its ``numba`` cases); here: one pass each way in the
+printed source, the steps they refuse, and a pass that does not compile falls back to
+the NumPy code with a warning.
 """
 
 from __future__ import annotations
@@ -12,15 +12,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_generated_kernels import INDRNN, MINGRU, PEEPHOLE, ScaledCell  # noqa: E402
+from test_generated_kernels import PEEPHOLE  # noqa: E402
 
 import tinyseq as ts
 from tinyseq.kernels import generated
-from tinyseq.kernels.generated import Unsupported, compile_cell, runner, use_generated
+from tinyseq.kernels.generated import Unsupported, compile_cell, runner
 from tinyseq.kernels.generated.codegen_numba import PyLang, numba_sources
-from tinyseq.kernels.jit import use_jit
 from tinyseq.nn.recurrent import run_cell, use_fused
-from tinyseq.testing import gradcheck
 
 
 def _numba_used() -> bool:
@@ -33,29 +31,6 @@ def _cell(cell: Any, dtype: Any = np.float64) -> Any:
         if isinstance(cell, str):
             return ts.registry.get_cell_spec(cell).create(2, 3)
         return cell(2, 3)
-
-
-@pytest.mark.parametrize("rows", [True, False], ids=["rows", "columns"])
-@pytest.mark.parametrize("cell", ["lstm", "gru", PEEPHOLE, INDRNN, MINGRU, ScaledCell])
-def test_gradcheck_through_the_compiled_passes(cell: Any, rows: bool) -> None:
-    pytest.importorskip("numba")
-    c = _cell(cell)
-    rng = np.random.default_rng(0)
-    x = ts.tensor(rng.normal(size=(4, 2, 2)), requires_grad=True)
-    state = tuple(ts.tensor(rng.normal(size=(2, 3)) * 0.5, requires_grad=True)
-                  for _ in c.state_names)
-    mask = np.array([[1, 1], [1, 1], [1, 0], [1, 0]], dtype=bool)
-
-    def fn(x: ts.Tensor, *args: ts.Tensor) -> Any:
-        with use_generated(True, prefer=True), use_jit(True, float64=True), \
-                runner.use_layout(rows):
-            out = generated.run(c, x, tuple(args[: len(state)]), mask, True)
-        assert out is not None
-        return out[0], *out[1]
-
-    runner._loops_cache.clear()
-    assert gradcheck(fn, [x, *state, *c.parameters()])
-    assert _numba_used()
 
 
 def test_one_pass_each_way_and_typed_constants() -> None:
