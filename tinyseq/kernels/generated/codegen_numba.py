@@ -3,9 +3,9 @@
 :mod:`.scalar`'s passes printed as Python for numba: per step, the recurrent products
 run as BLAS GEMMs into their blocks, then ONE compiled pass computes every element-wise
 op of the step (forward), or their reverse mode (backward), instead of one NumPy call
-per op. Blocks are batch x features, (B, w) per step; element (j, b) of a pass is
-column j + k*H of row b, so the inner loop runs over contiguous columns and LLVM
-vectorizes it. tanh and sigmoid use the compiled LSTM pass's float32 tanh
+per op. Blocks are batch x features, (B, w) per step (what the runner uses: element
+(j, b) of a pass is column j + k*H of row b), or features x batch, (w, B); either way
+the inner loop runs along contiguous memory, so LLVM vectorizes it. tanh and sigmoid use the compiled LSTM pass's float32 tanh
 (:mod:`..jit_lstm`); constants are typed globals so float32 stays float32.
 
 :class:`NumbaLoops` has the signature of the generated NumPy ``forward`` and
@@ -16,7 +16,7 @@ element-wise result keep the NumPy code (see :func:`.scalar.check`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from math import prod as np_prod
+from math import prod
 from types import ModuleType
 from typing import Any
 
@@ -132,7 +132,7 @@ class NumbaLoops:
         """Columns of a per-step block (or entries of a flat parameter) named in a pass."""
         g, p = self.g, self.p
         if array.startswith("P_"):
-            return int(np_prod(g.param_shapes[array[2:]]))
+            return int(prod(g.param_shapes[array[2:]]))
         if array in ("x", "px"):
             return g.xin_width
         if array in ("y", "dy"):
