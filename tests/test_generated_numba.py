@@ -69,3 +69,34 @@ def test_a_pass_that_does_not_compile_falls_back(monkeypatch: pytest.MonkeyPatch
     np.testing.assert_allclose(out[0].data, ref.data, atol=1e-6)
     monkeypatch.undo()
     runner._loops_cache.clear()
+
+
+def _scaled_rnn(factor: float) -> Any:
+    class Scaled(ts.cell.Cell):
+        def __init__(self, input_size: int, hidden_size: int) -> None:
+            super().__init__(input_size, hidden_size)
+            self.weight_ih = ts.nn.Parameter(ts.randn(hidden_size, input_size) * 0.5)
+
+        def input_projection(self, x: ts.Tensor) -> ts.Tensor:
+            return ts.cell.linear(x, self.weight_ih)
+
+        def step(self, x_t: ts.Tensor, state: Any) -> Any:
+            (h,) = state
+            h = ts.tanh(x_t + h * factor)  # same source for every factor but K's value
+            return h, (h,)
+
+    return Scaled
+
+
+def test_steps_that_differ_only_in_a_constant_get_their_own_passes() -> None:
+    pytest.importorskip("numba")
+    x = ts.tensor(np.random.default_rng(2).normal(size=(4, 2, 3)).astype(np.float32))
+    for factor in (0.5, 2.0):
+        ts.manual_seed(0)
+        with ts.backend.default_dtype(np.float32):
+            cell = _scaled_rnn(factor)(3, 3)
+        out = generated.run(cell, x, cell.initial_state(2), None, False)
+        assert out is not None and _numba_used()
+        with use_fused(False):
+            ref, _ = run_cell(cell, x)
+        np.testing.assert_allclose(out[0].data, ref.data, atol=1e-5)

@@ -35,6 +35,8 @@ class PyLang(Lang):
     features (B, w) blocks, ``a[j + off, b]`` in features x batch (w, B) ones."""
 
     comment = "#"
+    end = ""
+    declare = ""
 
     def __init__(self, rows: bool) -> None:
         self.rows = rows
@@ -50,15 +52,6 @@ class PyLang(Lang):
     def number(self, value: float) -> str:
         # a typed global (K0 = dt(0.5)): a Python float would make float32 math float64
         return self.constants.setdefault(float(value), f"K{len(self.constants)}")
-
-    def let(self, var: str, expr: str, const: bool = False) -> str:
-        return f"{var} = {expr}"
-
-    def add_to(self, target: str, expr: str) -> str:
-        return f"{target} += {expr}"
-
-    def store(self, target: str, expr: str) -> str:
-        return f"{target} = {expr}"
 
     def select(self, cond: str, yes: str, no: str) -> str:
         return f"({yes} if {cond} else {no})"
@@ -96,7 +89,7 @@ def numba_sources(p: Plan) -> tuple[str, str, dict[float, str], tuple[Pass, Pass
 
 
 # (forward source, backward source, dtype) -> the compiled passes
-_functions: dict[tuple[str, str, str], tuple[Callable[..., None], Callable[..., None]]] = {}
+_functions: dict[tuple[Any, ...], tuple[Callable[..., None], Callable[..., None]]] = {}
 
 
 class NumbaLoops:
@@ -114,7 +107,8 @@ class NumbaLoops:
         self.sources = (fsrc, bsrc)
         env: dict[str, Any] = {"math": math, "tanh": jit.scalar_tanh}
         env.update({k: dtype.type(v) for v, k in constants.items()})
-        key = (fsrc, bsrc, str(dtype))
+        # the constants' values too: two steps can differ only in them (K0 = 0.5 or 2.0)
+        key = (fsrc, bsrc, str(dtype), tuple(sorted(constants.items())))
         if key not in _functions:  # layers that differ only in input size share them
             njit = jit.numba.njit(**{**jit.COMPILE_OPTIONS, "cache": False})
             exec(compile(fsrc, f"<generated compiled forward of {name}>", "exec"), env)

@@ -27,6 +27,8 @@ class Lang:
     """How a target prints one scalar statement or expression (C, as the CUDA kernels)."""
 
     comment = "//"
+    end = ";"  # after a statement
+    declare = "T "  # before a new variable
 
     def read(self, array: str, off: int) -> str:
         """Element (j + off, b) of a per-step block."""
@@ -40,13 +42,14 @@ class Lang:
         return f"T({value!r})"
 
     def let(self, var: str, expr: str, const: bool = False) -> str:
-        return f"{'const ' if const else ''}T {var} = {expr};"
+        qualifier = "const " if const and self.declare else ""
+        return f"{qualifier}{self.declare}{var} = {expr}{self.end}"
 
     def add_to(self, target: str, expr: str) -> str:
-        return f"{target} += {expr};"
+        return f"{target} += {expr}{self.end}"
 
     def store(self, target: str, expr: str) -> str:
-        return f"{target} = {expr};"
+        return f"{target} = {expr}{self.end}"
 
     def select(self, cond: str, yes: str, no: str) -> str:
         return f"({cond} ? {yes} : {no})"
